@@ -1,0 +1,202 @@
+"""How each op becomes commands, per dialect: the single source of truth.
+
+Both the script renderer and the executor call `commands()`, so `netgen render`
+and `netgen apply` can never disagree. A command is an argv tuple (never a
+shell string), optionally fed `stdin`, optionally run only when `guard` exits 0
+(teardown and rollback use guards to touch only what exists and is marked as
+the spec's own).
+
+Dialects:
+- `iproute2` (default): modern `ip`, `ip -n NS`, `ip link set ... master`, the
+  container end of a veth created directly in its namespace.
+- `brctl`: the chapter's style: `brctl addbr/addif/delif/delbr` for bridge work,
+  `ip netns exec NS ip ...` inside namespaces, veth ends created on the host,
+  moved with `ip link set X netns NS` and renamed there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from . import ops as o
+from .errors import DialectError
+
+DIALECTS = ("iproute2", "brctl")
+NETNS_DIR = "/var/run/netns"
+
+
+@dataclass(frozen=True)
+class Cmd:
+    argv: tuple[str, ...]
+    stdin: str | None = None
+    guard: tuple[str, ...] | None = None
+
+
+def commands(op: o.Op, dialect: str = "iproute2") -> list[Cmd]:
+    if dialect not in DIALECTS:
+        raise DialectError(
+            type(op).__name__, dialect, f"unknown dialect; use {' or '.join(DIALECTS)}"
+        )
+    d = _Dialect(dialect)
+    match op:
+        case o.AddNetns(name=name, owner=owner):
+            return [
+                C("ip", "netns", "add", name),
+                d.ip(name, "link", "set", "dev", "lo", "alias", o.mark(owner)),
+            ]
+        case o.AdoptNetns(name=name, pid=pid, owner=owner):
+            return [
+                C("mkdir", "-p", NETNS_DIR),
+                C("ln", "-s", f"/proc/{pid}/ns/net", f"{NETNS_DIR}/{name}"),
+                d.ip(name, "link", "set", "dev", "lo", "alias", o.mark(owner)),
+            ]
+        case o.AddBridge():
+            return d.add_bridge(op)
+        case o.AddVeth():
+            return d.add_veth(op)
+        case o.SetMaster(dev=dev, bridge=bridge) | o.AttachUplink(dev=dev, bridge=bridge):
+            if d.brctl:
+                return [C("brctl", "addif", bridge, dev)]
+            return [C("ip", "link", "set", "dev", dev, "master", bridge)]
+        case o.LinkUp(dev=dev, netns=netns):
+            return [d.ip(netns, "link", "set", "dev", dev, "up")]
+        case o.AddAddress(dev=dev, address=address, netns=netns):
+            return [d.ip(netns, "addr", "add", str(address), "dev", dev)]
+        case o.AddRoute(netns=netns, to=to, via=via, dev=dev):
+            args = ["route", "add", to]
+            if via is not None:
+                args += ["via", str(via)]
+            if dev is not None:
+                args += ["dev", dev]
+            return [d.ip(netns, *args)]
+        case o.MakeDir(path=path):
+            return [C("mkdir", "-p", path)]
+        case o.WriteFile(path=path, content=content):
+            return [Cmd(("install", "-m", "0644", "/dev/stdin", path), stdin=content)]
+        case o.DelNetns(name=name, owner=owner):
+            return [Cmd(("ip", "netns", "delete", name), guard=d.netns_owned(name, owner))]
+        case o.ReleaseNetns(name=name, owner=owner):
+            return [Cmd(("rm", "-f", f"{NETNS_DIR}/{name}"), guard=d.netns_owned(name, owner))]
+        case o.DelBridge(name=name, owner=owner):
+            guard = d.link_owned(None, name, owner)
+            if d.brctl:
+                return [
+                    Cmd(("ip", "link", "set", "dev", name, "down"), guard=guard),
+                    Cmd(
+                        ("brctl", "delbr", name),
+                        guard=("test", "-d", f"/sys/class/net/{name}/bridge"),
+                    ),
+                ]
+            return [Cmd(("ip", "link", "delete", "dev", name, "type", "bridge"), guard=guard)]
+        case o.DelVeth(name=name, netns=netns, owner=owner):
+            return [
+                Cmd(
+                    d.ip(netns, "link", "delete", "dev", name).argv,
+                    guard=d.link_owned(netns, name, owner),
+                )
+            ]
+        case o.DetachUplink(dev=dev, bridge=bridge):
+            guard = ("test", "-e", f"/sys/class/net/{bridge}/brif/{dev}")
+            if d.brctl:
+                return [Cmd(("brctl", "delif", bridge, dev), guard=guard)]
+            return [Cmd(("ip", "link", "set", "dev", dev, "nomaster"), guard=guard)]
+        case o.RemoveDir(path=path):
+            return [Cmd(("rmdir", "--ignore-fail-on-non-empty", path), guard=("test", "-d", path))]
+        case o.RemoveFile(path=path):
+            return [C("rm", "-f", path)]
+    raise DialectError(type(op).__name__, dialect, "no command mapping for this op")
+
+
+def C(*argv: str) -> Cmd:
+    return Cmd(tuple(argv))
+
+
+class _Dialect:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.brctl = name == "brctl"
+
+    def ip(self, netns: str | None, *args: str) -> Cmd:
+        """`ip ARGS` in the host or in a namespace, the dialect's way."""
+        if netns is None:
+            return Cmd(("ip", *args))
+        if self.brctl:
+            return Cmd(("ip", "netns", "exec", netns, "ip", *args))
+        return Cmd(("ip", "-n", netns, *args))
+
+    def in_netns(self, netns: str | None, *argv: str) -> tuple[str, ...]:
+        return argv if netns is None else ("ip", "netns", "exec", netns, *argv)
+
+    def link_owned(self, netns: str | None, dev: str, owner: str) -> tuple[str, ...]:
+        """Exits 0 only if the link exists and carries the owner's mark."""
+        return self.in_netns(netns, "grep", "-qsx", o.mark(owner), f"/sys/class/net/{dev}/ifalias")
+
+    def netns_owned(self, netns: str, owner: str) -> tuple[str, ...]:
+        return self.link_owned(netns, "lo", owner)
+
+    def add_bridge(self, op: o.AddBridge) -> list[Cmd]:
+        name = op.name
+        if self.brctl:
+            out = [C("brctl", "addbr", name)]
+            if op.mtu is not None:
+                out.append(C("ip", "link", "set", "dev", name, "mtu", str(op.mtu)))
+            if op.mcast_snooping is not None:
+                raise DialectError(
+                    "AddBridge", self.name, "brctl has no multicast snooping setting; use iproute2"
+                )
+        else:
+            argv = ["ip", "link", "add", "name", name]
+            if op.mtu is not None:
+                argv += ["mtu", str(op.mtu)]
+            argv += ["type", "bridge"]
+            if op.mcast_snooping is not None:
+                argv += ["mcast_snooping", _bit(op.mcast_snooping)]
+            out = [Cmd(tuple(argv))]
+        out.append(C("ip", "link", "set", "dev", name, "alias", o.mark(op.owner)))
+        return out
+
+    def add_veth(self, op: o.AddVeth) -> list[Cmd]:
+        mtu = ("mtu", str(op.mtu)) if op.mtu is not None else ()
+        mac = ("address", op.peer_mac) if op.peer_mac is not None else ()
+        if not self.brctl:
+            argv = ["ip"]
+            if op.netns is not None:
+                argv += ["-n", op.netns]
+            argv += ["link", "add", op.name, *mtu, "type", "veth", "peer", "name", op.peer]
+            if op.peer_netns is not None:
+                argv += ["netns", op.peer_netns]
+            argv += [*mtu, *mac]
+            out = [Cmd(tuple(argv))]
+        else:
+            out = self._chapter_veth(op, mtu, mac)
+        out.append(self.ip(op.netns, "link", "set", "dev", op.name, "alias", o.mark(op.owner)))
+        if not op.peer_autoconf:
+            out.append(self.ip(op.peer_netns, "link", "set", "dev", op.peer, "addrgenmode", "none"))
+        return out
+
+    def _chapter_veth(self, op: o.AddVeth, mtu: tuple[str, ...], mac: tuple[str, ...]) -> list[Cmd]:
+        """Create on the host under temporary names, move each end, rename it there."""
+        ends = [(op.name, op.netns, mtu), (op.peer, op.peer_netns, (*mtu, *mac))]
+        names = [
+            _temp_name(op, side) if netns is not None else name
+            for side, (name, netns, _) in zip("ab", ends, strict=True)
+        ]
+        out = [C("ip", "link", "add", names[0], "type", "veth", "peer", "name", names[1])]
+        for (name, netns, extra), temp in zip(ends, names, strict=True):
+            if netns is not None:
+                out.append(C("ip", "link", "set", temp, "netns", netns))
+                out.append(self.ip(netns, "link", "set", "dev", temp, "name", name))
+            if extra:
+                out.append(self.ip(netns, "link", "set", "dev", name, *extra))
+        return out
+
+
+def _temp_name(op: o.AddVeth, side: str) -> str:
+    """A deterministic host-side name for a veth end on its way into a namespace."""
+    seed = f"{op.owner}\0{op.netns}\0{op.name}\0{op.peer_netns}\0{op.peer}"
+    return f"ngt{hashlib.sha256(seed.encode()).hexdigest()[:10]}{side}"
+
+
+def _bit(flag: bool) -> str:
+    return "1" if flag else "0"

@@ -1,0 +1,141 @@
+"""Lower a validated spec to the ops that build it, in an order the kernel accepts.
+
+Order: bridges, then each container's namespace, legs and files, then the
+point-to-point links, then the containers' extra routes (which may use a
+link's interface). Teardown is the reverse of this list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from ipaddress import IPv4Interface
+
+from . import model as m
+from . import ops as o
+
+NETNS_DIR = "/var/run/netns"
+ETC_NETNS = "/etc/netns"
+
+
+def lower(spec: m.Spec) -> list[o.Op]:
+    out: list[o.Op] = []
+    for bridge in spec.bridges:
+        out += _bridge(spec, bridge)
+    bridges = {b.name: b for b in spec.bridges}
+    for c in spec.containers:
+        if c.owns_netns:
+            out += _container(spec, c, bridges)
+    for link in spec.links:
+        out += _link(spec, link)
+    for c in spec.containers:
+        if c.owns_netns:
+            for route in c.routes:
+                out.append(o.AddRoute(c.netns, route.destination, route.via, route.dev, route.loc))
+    return out
+
+
+def _bridge(spec: m.Spec, b: m.Bridge) -> list[o.Op]:
+    out: list[o.Op] = []
+    if not b.external:
+        out += [
+            o.AddBridge(b.name, spec.name, b.mtu, b.mcast_snooping, b.loc),
+            o.AddAddress(b.name, b.gateway, None, b.loc),
+            o.LinkUp(b.name, None, b.loc),
+        ]
+    for up in b.uplinks:
+        loc = replace(b.loc, path=f"{b.loc.path}.uplinks")
+        out += [o.AttachUplink(up, b.name, loc), o.LinkUp(up, None, loc)]
+    return out
+
+
+def _container(spec: m.Spec, c: m.Container, bridges: dict[str, m.Bridge]) -> list[o.Op]:
+    assert c.netns is not None
+    ns = c.netns
+    out: list[o.Op] = []
+    if c.pid is not None:
+        out.append(o.AdoptNetns(ns, c.pid, spec.name, c.loc))
+    else:
+        out.append(o.AddNetns(ns, spec.name, c.loc))
+    out.append(o.LinkUp("lo", ns, c.loc))
+    for i, leg in enumerate(c.interfaces):
+        bridge = bridges[leg.bridge]
+        out += [
+            o.AddVeth(
+                leg.host_ifname,
+                None,
+                leg.ifname,
+                ns,
+                spec.name,
+                mtu=bridge.mtu,
+                peer_mac=leg.mac,
+                loc=leg.loc,
+            ),
+            o.SetMaster(leg.host_ifname, bridge.name, leg.loc),
+            o.LinkUp(leg.host_ifname, None, leg.loc),
+            o.AddAddress(leg.ifname, leg.address, ns, leg.loc),
+            o.LinkUp(leg.ifname, ns, leg.loc),
+        ]
+        if i == 0 and c.default_route:
+            out.append(o.AddRoute(ns, "default", bridge.address, leg.ifname, leg.loc))
+    out += _files(spec, c)
+    return out
+
+
+def _link(spec: m.Spec, link: m.Link) -> list[o.Op]:
+    a, b = link.a, link.b
+    out: list[o.Op] = [o.AddVeth(a.ifname, a.netns, b.ifname, b.netns, spec.name, loc=link.loc)]
+    for end, other in ((a, b), (b, a)):
+        if end.address is not None:
+            out.append(o.AddAddress(end.ifname, end.address, end.netns, link.loc))
+        out.append(o.LinkUp(end.ifname, end.netns, link.loc))
+        if (
+            end.address is not None
+            and other.address is not None
+            and end.address.network.prefixlen == 32
+        ):
+            peer = IPv4Interface(other.address.ip)
+            out.append(o.AddRoute(end.netns, str(peer.network), None, end.ifname, link.loc))
+    return out
+
+
+def _files(spec: m.Spec, c: m.Container) -> list[o.Op]:
+    """resolv.conf, hosts and hostname under /etc/netns/<netns>/, as `ip netns exec` shows them."""
+    assert c.netns is not None
+    files: list[tuple[str, str]] = []
+    header = f"# written by netgen for container {c.name} of spec {spec.name}\n"
+    if c.dns is not None:
+        lines = [f"nameserver {ip}" for ip in c.dns.nameservers]
+        if c.dns.search:
+            lines.append("search " + " ".join(c.dns.search))
+        if c.dns.options:
+            lines.append("options " + " ".join(c.dns.options))
+        files.append(("resolv.conf", header + "".join(f"{line}\n" for line in lines)))
+    entries = _hosts_entries(spec, c)
+    if entries or c.hosts or c.hostname:
+        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+        lines += [f"{ip}\t{' '.join(names)}" for ip, names in entries]
+        files.append(("hosts", header + "".join(f"{line}\n" for line in lines)))
+    if c.hostname is not None:
+        files.append(("hostname", f"{c.hostname}\n"))
+    if not files:
+        return []
+    directory = f"{ETC_NETNS}/{c.netns}"
+    out: list[o.Op] = [o.MakeDir(directory, c.loc)]
+    out += [o.WriteFile(f"{directory}/{name}", content, c.loc) for name, content in files]
+    return out
+
+
+def _hosts_entries(spec: m.Spec, c: m.Container) -> list[tuple[str, list[str]]]:
+    """Own name (with hostname), --link targets (NAME and ALIAS), then the spec's hosts."""
+    entries: list[tuple[str, list[str]]] = []
+    if c.hostname is not None and c.address is not None:
+        entries.append((str(c.address), [c.hostname]))
+    for ref in c.links:
+        target = spec.container(ref.name)
+        address = target.address
+        if address is None:
+            continue
+        names = [ref.name] + ([ref.alias] if ref.alias and ref.alias != ref.name else [])
+        entries.append((str(address), names))
+    entries += [(str(ip), [host]) for host, ip in c.hosts]
+    return entries

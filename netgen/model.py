@@ -1,0 +1,169 @@
+"""The validated spec: what the user asked for, every address resolved.
+
+Everything here has passed validation: names match the contract's patterns,
+addresses are inside their subnets and unique, references resolve. Lowering
+reads only these types, never YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
+from typing import Literal
+
+IPAddress = IPv4Address | IPv6Address
+Mode = Literal["bridge", "none", "host", "container"]
+Proto = Literal["tcp", "udp"]
+
+
+@dataclass(frozen=True)
+class Loc:
+    """Where a spec element was written: file, 1-based line and column, key path."""
+
+    file: str
+    line: int
+    col: int
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} {self.path}"
+
+
+NOWHERE = Loc("<netgen>", 0, 0, "")
+
+
+@dataclass(frozen=True)
+class Bridge:
+    name: str
+    subnet: IPv4Network
+    address: IPv4Address
+    mtu: int | None = None
+    external: bool = False
+    masquerade: bool = False
+    icc: bool = True
+    uplinks: tuple[str, ...] = ()
+    mcast_snooping: bool | None = None
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    @property
+    def gateway(self) -> IPv4Interface:
+        return IPv4Interface(f"{self.address}/{self.subnet.prefixlen}")
+
+
+@dataclass(frozen=True)
+class Interface:
+    """A container's leg on a bridge: one veth pair."""
+
+    bridge: str
+    ifname: str
+    address: IPv4Interface
+    host_ifname: str
+    mac: str | None = None
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Route:
+    to: IPv4Network | None  # None is the default route
+    via: IPv4Address | None = None
+    dev: str | None = None
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    @property
+    def destination(self) -> str:
+        return "default" if self.to is None else str(self.to)
+
+
+@dataclass(frozen=True)
+class Port:
+    """A published port: host (ip, port) forwarded to the container's port."""
+
+    proto: Proto
+    container_port: int
+    host_port: int
+    host_ip: IPv4Address | None = None  # None: every host address
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Exposed:
+    port: int
+    proto: Proto
+
+
+@dataclass(frozen=True)
+class LinkRef:
+    """Docker's --link NAME[:ALIAS]."""
+
+    name: str
+    alias: str | None = None
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Dns:
+    nameservers: tuple[IPAddress, ...] = ()
+    search: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    mode: Mode
+    netns: str | None  # None for host mode; the shared namespace for container mode
+    share: str | None = None  # container: mode, the container whose namespace is used
+    pid: int | None = None
+    interfaces: tuple[Interface, ...] = ()
+    routes: tuple[Route, ...] = ()
+    default_route: bool = True
+    ports: tuple[Port, ...] = ()
+    expose: tuple[Exposed, ...] = ()
+    links: tuple[LinkRef, ...] = ()
+    dns: Dns | None = None
+    hosts: tuple[tuple[str, IPAddress], ...] = ()
+    hostname: str | None = None
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    @property
+    def owns_netns(self) -> bool:
+        """True when this container has a namespace of its own to build."""
+        return self.mode in ("bridge", "none")
+
+    @property
+    def address(self) -> IPv4Address | None:
+        """The container's primary address (first bridge interface)."""
+        return self.interfaces[0].address.ip if self.interfaces else None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    container: str
+    netns: str
+    ifname: str
+    address: IPv4Interface | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    """A point-to-point veth pair between two containers."""
+
+    a: Endpoint
+    b: Endpoint
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    file: str
+    sha256: str
+    bridges: tuple[Bridge, ...] = ()
+    containers: tuple[Container, ...] = ()
+    links: tuple[Link, ...] = ()
+
+    def bridge(self, name: str) -> Bridge:
+        return next(b for b in self.bridges if b.name == name)
+
+    def container(self, name: str) -> Container:
+        return next(c for c in self.containers if c.name == name)

@@ -1,0 +1,115 @@
+"""Render ops as a bash script through the jinja2 templates in `templates/`.
+
+The templates lay the script out (header, one commented group per spec line,
+error trap); the commands themselves come from `dialects.commands`, the same
+mapping the executor runs, so a script and an apply never disagree.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from . import __version__
+from . import model as m
+from . import ops as o
+from .dialects import Cmd, commands
+
+HEREDOC_END = "NETGEN_EOF"
+
+
+@dataclass(frozen=True)
+class Group:
+    comment: str
+    cmds: list[Cmd]
+
+
+def render(
+    spec: m.Spec,
+    ops: list[o.Op],
+    *,
+    dialect: str = "iproute2",
+    teardown: bool = False,
+    preamble: Iterable[str] = (),
+) -> str:
+    """The whole script for `ops` (already inverted by the caller for a teardown)."""
+    kind = "teardown" if teardown else "setup"
+    intro = [
+        "Run as root. Same spec, same bytes: review this file, commit it, diff it.",
+        *preamble,
+    ]
+    if teardown:
+        intro.append("Removes only what carries this spec's mark (netgen:NAME); safe to re-run.")
+    else:
+        intro.append("Undo with: netgen render SPEC --teardown (or netgen destroy SPEC).")
+    return (
+        _env()
+        .get_template("script.sh.j2")
+        .render(
+            title=f"netgen {kind} script for spec {spec.name!r}",
+            spec=spec,
+            version=__version__,
+            dialect=dialect,
+            preamble=intro,
+            groups=group(ops, dialect),
+        )
+    )
+
+
+def group(ops: list[o.Op], dialect: str) -> list[Group]:
+    """Consecutive ops from the same spec element share one comment."""
+    groups: list[Group] = []
+    for op in ops:
+        comment = f"{op.loc.file}:{op.loc.line} {op.loc.path}" if op.loc.line else "netgen"
+        cmds = commands(op, dialect)
+        if groups and groups[-1].comment == comment:
+            groups[-1].cmds.extend(cmds)
+        else:
+            groups.append(Group(comment, list(cmds)))
+    return groups
+
+
+def shell(value: str | Iterable[str]) -> str:
+    """The one quoting filter: every value in a command goes through shlex.quote."""
+    if isinstance(value, str):
+        return shlex.quote(value)
+    return " ".join(shlex.quote(str(v)) for v in value)
+
+
+def comment(value: object) -> str:
+    """Comments are not quoted but must stay one line of printable text."""
+    return "".join(ch if ch.isprintable() else "?" for ch in str(value))
+
+
+def heredoc(value: str) -> str:
+    if any(line == HEREDOC_END for line in value.splitlines()):
+        raise ValueError(f"file content contains the heredoc end marker {HEREDOC_END}")
+    return value if value.endswith("\n") else value + "\n"
+
+
+def templates_dir() -> Path:
+    """Inside the wheel: netgen/templates; in a source checkout: ../templates."""
+    packaged = Path(str(resources.files("netgen"))) / "templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+@cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters.update(shell=shell, comment=comment, heredoc=heredoc)
+    return env

@@ -1,0 +1,1237 @@
+"""Load a spec file and validate the whole contract (SPEC.md) into a `model.Spec`.
+
+Reading happens in two passes over the YAML node tree: the first checks shapes
+and types of every key (collecting every error), the second checks what spans
+the spec (references, overlaps, duplicates) and hands out addresses. Any error
+stops the pipeline here: nothing is lowered, rendered or run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from ipaddress import (
+    AddressValueError,
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    NetmaskValueError,
+    ip_address,
+)
+from pathlib import Path
+from typing import Any, cast
+
+from . import model as m
+from .errors import UsageError
+from .ipam import Pool
+from .yamlsrc import Node, Source, join
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+HOSTNAME_RE = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+)
+DNS_OPTION_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+PORT_RE = re.compile(
+    r"(?:(?P<ip>[^:/]+):(?P<hp>\d*):|(?P<hp2>\d+):)?(?P<cp>\d+)(?:/(?P<proto>[A-Za-z]+))?"
+)
+EXPOSE_RE = re.compile(r"(?P<cp>\d+)(?:/(?P<proto>[A-Za-z]+))?")
+
+BR_MAX_PORTS = 1023  # the kernel's limit of ports on one bridge ("Exchange full")
+FIRST_EPHEMERAL_PORT = 49153  # where Docker's -P allocation starts
+
+TOP_KEYS = ("version", "name", "bridges", "containers", "links")
+BRIDGE_KEYS = (
+    "subnet",
+    "address",
+    "mtu",
+    "external",
+    "masquerade",
+    "icc",
+    "uplinks",
+    "mcast_snooping",
+)
+SHORT_IF_KEYS = ("address", "ifname", "host_ifname", "mac")
+CONTAINER_KEYS = (
+    "network",
+    "netns",
+    "pid",
+    *SHORT_IF_KEYS,
+    "interfaces",
+    "routes",
+    "default_route",
+    "ports",
+    "expose",
+    "link",
+    "dns",
+    "hosts",
+    "hostname",
+)
+INTERFACE_KEYS = ("bridge", "ifname", "address", "host_ifname", "mac")
+ROUTE_KEYS = ("to", "via", "dev")
+LINK_KEYS = ("endpoints", "addresses")
+DNS_KEYS = ("nameservers", "search", "options")
+# keys meaningless without a namespace of the container's own
+NETNS_ONLY_KEYS = (*SHORT_IF_KEYS, "interfaces", "routes", "ports", "dns", "hosts", "hostname")
+
+
+def load(path: str | Path) -> m.Spec:
+    """Read and validate a spec file; raises SpecError listing every problem."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read spec {str(path)!r}: {exc.strerror}") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"spec {str(path)!r} is not UTF-8 text: {exc.reason}") from exc
+    return loads(text, str(path), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def loads(text: str, file: str = "<spec>", sha256: str | None = None) -> m.Spec:
+    """Validate spec text; `file` is only used for messages and the default name."""
+    src = Source(file, text)
+    digest = sha256 or hashlib.sha256(text.encode()).hexdigest()
+    root = src.compose()
+    spec = None
+    if root is None and not src.diagnostics:
+        src.error_at(1, 1, "", "spec is empty; it needs at least 'version: 1'")
+    elif root is not None:
+        draft = _Reader(src).read(root)
+        if draft is not None:
+            spec = _Resolver(src, draft, file, digest).resolve()
+    src.fail_if_errors()
+    assert spec is not None
+    return spec
+
+
+# -- pass 1: shapes and types --------------------------------------------------
+
+
+@dataclass
+class _Iface:
+    bridge: str | None
+    ifname: str
+    address: IPv4Address | None
+    host_ifname: str | None
+    mac: str | None
+    loc: m.Loc
+    node: Node  # for errors in pass 2
+    address_node: Node | None = None
+    prefix: int | None = None  # the prefix the user wrote, checked against the bridge
+
+
+@dataclass
+class _Container:
+    name: str
+    network: str | None
+    network_node: Node | None
+    netns: str | None
+    pid: int | None
+    ifaces: list[_Iface]
+    routes: list[tuple[m.Route, Node]]
+    default_route: bool
+    ports: list[tuple[str, IPv4Address | None, int | None, int, Node]]
+    expose: list[m.Exposed]
+    links: list[tuple[m.LinkRef, Node]]
+    dns: m.Dns | None
+    hosts: list[tuple[str, m.IPAddress]]
+    hostname: str | None
+    present: set[str]
+    loc: m.Loc
+    node: Node
+
+
+@dataclass
+class _Link:
+    endpoints: list[tuple[str, str, Node]]
+    addresses: list[tuple[IPv4Interface, Node]]
+    loc: m.Loc
+    node: Node
+
+
+@dataclass
+class _Draft:
+    name: str | None
+    name_node: Node | None
+    bridges: list[tuple[m.Bridge, Node, bool]] = field(default_factory=list)
+    containers: list[_Container] = field(default_factory=list)
+    links: list[_Link] = field(default_factory=list)
+
+
+class _Reader:
+    """Pass 1: every key's type and pattern, collecting all errors."""
+
+    def __init__(self, src: Source) -> None:
+        self.src = src
+
+    def loc(self, node: Node, path: str) -> m.Loc:
+        mark = node.start_mark
+        return m.Loc(self.src.file, mark.line + 1, mark.column + 1, path)
+
+    def read(self, root: Node) -> _Draft | None:
+        top = self.src.mapping(root, "", TOP_KEYS)
+        if top is None:
+            return None
+        if "version" not in top:
+            self.src.error(root, "version", "missing required key 'version' (use 'version: 1')")
+        else:
+            vnode = top["version"][1]
+            version = self.src.scalar(vnode, "version")
+            if version != 1 or isinstance(version, bool):
+                self.src.error(vnode, "version", f"unsupported version {version!r}; expected 1")
+        draft = _Draft(None, None)
+        if "name" in top:
+            draft.name_node = top["name"][1]
+            draft.name = self.name(draft.name_node, "name", NAME_RE, "spec name")
+        if "bridges" in top:
+            for key, (knode, vnode) in (
+                self.src.mapping(top["bridges"][1], "bridges") or {}
+            ).items():
+                bridge = self.bridge(key, knode, vnode)
+                if bridge is not None:
+                    draft.bridges.append(bridge)
+        if "containers" in top:
+            containers = self.src.mapping(top["containers"][1], "containers") or {}
+            for key, (knode, vnode) in containers.items():
+                container = self.container(key, knode, vnode)
+                if container is not None:
+                    draft.containers.append(container)
+        if "links" in top:
+            for i, lnode in enumerate(self.src.sequence(top["links"][1], "links") or ()):
+                link = self.link(lnode, f"links[{i}]")
+                if link is not None:
+                    draft.links.append(link)
+        return draft
+
+    # -- scalars with patterns -------------------------------------------------
+
+    def name(self, node: Node, path: str, pattern: re.Pattern[str], what: str) -> str | None:
+        value = self.src.string(node, path)
+        if value is None:
+            return None
+        if not pattern.fullmatch(value):
+            self.src.error(node, path, _bad_name(value, what, pattern))
+            return None
+        return value
+
+    def key_name(
+        self, key: str, knode: Node, path: str, pattern: re.Pattern[str], what: str
+    ) -> bool:
+        if pattern.fullmatch(key) and key not in (".", ".."):
+            return True
+        self.src.error(knode, path, _bad_name(key, what, pattern))
+        return False
+
+    def ifname(self, node: Node, path: str) -> str | None:
+        value = self.name(node, path, IFNAME_RE, "interface name")
+        if value in (".", ".."):
+            self.src.error(node, path, f"{value!r} is not a valid interface name")
+            return None
+        return value
+
+    def ipv4(self, node: Node, path: str) -> IPv4Address | None:
+        value = self.src.string(node, path)
+        if value is None:
+            return None
+        try:
+            return IPv4Address(value)
+        except AddressValueError:
+            self.src.error(node, path, f"{value!r} is not an IPv4 address")
+            return None
+
+    def ip(self, node: Node, path: str) -> m.IPAddress | None:
+        value = self.src.string(node, path)
+        if value is None:
+            return None
+        try:
+            parsed: m.IPAddress = ip_address(value)
+            return parsed
+        except ValueError:
+            self.src.error(node, path, f"{value!r} is not an IP address")
+            return None
+
+    def cidr(self, node: Node, path: str) -> IPv4Network | None:
+        value = self.src.string(node, path)
+        if value is None:
+            return None
+        if "/" not in value:
+            self.src.error(node, path, f"{value!r} is not an IPv4 CIDR (like 10.0.0.0/24)")
+            return None
+        try:
+            return IPv4Network(value)
+        except ValueError as exc:
+            if isinstance(exc, (AddressValueError, NetmaskValueError)):
+                self.src.error(node, path, f"{value!r} is not an IPv4 CIDR (like 10.0.0.0/24)")
+            else:
+                net = IPv4Network(value, strict=False)
+                self.src.error(node, path, f"{value!r} has host bits set; did you mean {net}?")
+            return None
+
+    def iface_address(self, node: Node, path: str) -> IPv4Interface | None:
+        """An IPv4 address, or address/prefix (the prefix is checked in pass 2)."""
+        value = self.src.string(node, path)
+        if value is None:
+            return None
+        try:
+            return IPv4Interface(value)
+        except ValueError:
+            self.src.error(node, path, f"{value!r} is not an IPv4 address or address/prefix")
+            return None
+
+    def mac(self, node: Node, path: str) -> str | None:
+        value = self.src.string(node, path)
+        if value is None:
+            return None
+        if not MAC_RE.fullmatch(value):
+            self.src.error(node, path, f"{value!r} is not a MAC address (like 02:42:ac:11:00:02)")
+            return None
+        if int(value[:2], 16) & 1:
+            self.src.error(node, path, f"{value} is a multicast MAC; an interface needs unicast")
+            return None
+        return value.lower()
+
+    def hostname(self, node: Node, path: str) -> str | None:
+        value = self.src.string(node, path)
+        if value is None:
+            return None
+        if not HOSTNAME_RE.fullmatch(value):
+            self.src.error(node, path, f"{value!r} is not a valid host name")
+            return None
+        return value
+
+    # -- bridges ------------------------------------------------------------
+
+    def bridge(self, name: str, knode: Node, node: Node) -> tuple[m.Bridge, Node, bool] | None:
+        path = f"bridges.{name}"
+        ok = self.key_name(name, knode, path, IFNAME_RE, "bridge name")
+        keys = self.src.mapping(node, path, BRIDGE_KEYS)
+        if keys is None:
+            return None
+        subnet = None
+        if "subnet" not in keys:
+            self.src.error(node, join(path, "subnet"), "missing required key 'subnet'")
+        else:
+            subnet = self.cidr(keys["subnet"][1], join(path, "subnet"))
+        address = None
+        if "address" in keys:
+            address = self.ipv4(keys["address"][1], join(path, "address"))
+            if address is None:
+                ok = False
+        values: dict[str, Any] = {}
+        for key in ("external", "masquerade", "icc", "mcast_snooping"):
+            if key in keys:
+                values[key] = self.src.boolean(keys[key][1], join(path, key))
+                ok = ok and values[key] is not None
+        if "mtu" in keys:
+            values["mtu"] = self.src.integer(keys["mtu"][1], join(path, "mtu"), 68, 65535)
+            ok = ok and values["mtu"] is not None
+        if "uplinks" in keys:
+            uplinks = [
+                v for _, v in self.src.each(keys["uplinks"][1], join(path, "uplinks"), self.ifname)
+            ]
+            values["uplinks"] = tuple(uplinks)
+        if subnet is None or not ok:
+            return None
+        explicit = address is not None
+        if address is None:
+            address = IPv4Address(int(subnet.network_address) + (1 if subnet.prefixlen < 31 else 0))
+        bridge = m.Bridge(name, subnet, address, loc=self.loc(knode, path), **values)
+        return bridge, keys["address"][1] if explicit else keys["subnet"][1], explicit
+
+    # -- containers ---------------------------------------------------------
+
+    def container(self, name: str, knode: Node, node: Node) -> _Container | None:
+        path = f"containers.{name}"
+        ok = self.key_name(name, knode, path, NAME_RE, "container name")
+        keys = self.src.mapping(node, path, CONTAINER_KEYS)
+        if keys is None or not ok:
+            return None
+        loc = self.loc(knode, path)
+        c = _Container(
+            name,
+            None,
+            None,
+            None,
+            None,
+            [],
+            [],
+            True,
+            [],
+            [],
+            [],
+            None,
+            [],
+            None,
+            set(keys),
+            loc,
+            node,
+        )
+
+        def val(key: str) -> Node:
+            return keys[key][1]
+
+        if "network" in keys:
+            c.network_node = val("network")
+            c.network = self.src.string(c.network_node, join(path, "network"))
+        if "netns" in keys:
+            c.netns = self.name(val("netns"), join(path, "netns"), NAME_RE, "netns name")
+        if "pid" in keys:
+            c.pid = self.src.integer(val("pid"), join(path, "pid"), 1, 2**22)
+        short = [k for k in SHORT_IF_KEYS if k in keys]
+        if "interfaces" in keys:
+            if short:
+                k = short[0]
+                self.src.error(
+                    keys[k][0],
+                    join(path, k),
+                    f"'{k}' cannot be used together with 'interfaces'; "
+                    "give it inside the interface instead",
+                )
+            ipath = join(path, "interfaces")
+            for i, inode in enumerate(self.src.sequence(val("interfaces"), ipath) or ()):
+                iface = self.interface(inode, f"{ipath}[{i}]", i)
+                if iface is not None:
+                    c.ifaces.append(iface)
+        else:
+            iface = self.short_interface(keys, path, node, loc)
+            if iface is not None:
+                c.ifaces.append(iface)
+        if "routes" in keys:
+            for rnode, route in self.src.each(val("routes"), join(path, "routes"), self.route):
+                c.routes.append((route, rnode))
+        if "default_route" in keys:
+            c.default_route = (
+                self.src.boolean(val("default_route"), join(path, "default_route")) is not False
+            )
+        if "ports" in keys:
+            for pnode, port in self.src.each(val("ports"), join(path, "ports"), self.port):
+                c.ports.append((*port, pnode))
+        if "expose" in keys:
+            for _, exposed in self.src.each(val("expose"), join(path, "expose"), self.expose):
+                c.expose.append(exposed)
+        if "link" in keys:
+            for lnode, ref in self.src.each(val("link"), join(path, "link"), self.link_ref):
+                c.links.append((ref, lnode))
+        if "dns" in keys:
+            c.dns = self.dns(val("dns"), join(path, "dns"))
+        if "hosts" in keys:
+            hpath = join(path, "hosts")
+            for host, (hk, hv) in (self.src.mapping(val("hosts"), hpath) or {}).items():
+                if not HOSTNAME_RE.fullmatch(host):
+                    self.src.error(hk, join(hpath, host), f"{host!r} is not a valid host name")
+                    continue
+                address = self.ip(hv, join(hpath, host))
+                if address is not None:
+                    c.hosts.append((host, address))
+        if "hostname" in keys:
+            c.hostname = self.hostname(val("hostname"), join(path, "hostname"))
+        return c
+
+    def short_interface(
+        self, keys: dict[str, tuple[Node, Node]], path: str, node: Node, loc: m.Loc
+    ) -> _Iface | None:
+        iface = _Iface(None, "eth0", None, None, None, loc, node)
+        if "address" in keys:
+            iface.address_node = keys["address"][1]
+        return self.interface_fields(iface, keys, path)
+
+    def interface(self, node: Node, path: str, index: int) -> _Iface | None:
+        keys = self.src.mapping(node, path, INTERFACE_KEYS)
+        if keys is None:
+            return None
+        iface = _Iface(None, f"eth{index}", None, None, None, self.loc(node, path), node)
+        if "bridge" not in keys:
+            self.src.error(node, join(path, "bridge"), "missing required key 'bridge'")
+            return None
+        iface.bridge = self.src.string(keys["bridge"][1], join(path, "bridge"))
+        if "address" in keys:
+            iface.address_node = keys["address"][1]
+        return self.interface_fields(iface, keys, path)
+
+    def interface_fields(
+        self, iface: _Iface, keys: dict[str, tuple[Node, Node]], path: str
+    ) -> _Iface | None:
+        ok = True
+        if "ifname" in keys:
+            name = self.ifname(keys["ifname"][1], join(path, "ifname"))
+            ok = name is not None
+            iface.ifname = name or iface.ifname
+        if "host_ifname" in keys:
+            iface.host_ifname = self.ifname(keys["host_ifname"][1], join(path, "host_ifname"))
+            ok = ok and iface.host_ifname is not None
+        if "mac" in keys:
+            iface.mac = self.mac(keys["mac"][1], join(path, "mac"))
+            ok = ok and iface.mac is not None
+        if iface.address_node is not None:
+            parsed = self.iface_address(iface.address_node, join(path, "address"))
+            if parsed is None:
+                return None
+            iface.address = parsed.ip
+            if "/" in str(iface.address_node.value):
+                iface.prefix = parsed.network.prefixlen
+        return iface if ok else None
+
+    def route(self, node: Node, path: str) -> m.Route | None:
+        keys = self.src.mapping(node, path, ROUTE_KEYS)
+        if keys is None:
+            return None
+        to: IPv4Network | None = None
+        if "to" not in keys:
+            self.src.error(node, join(path, "to"), "missing required key 'to'")
+            return None
+        tnode = keys["to"][1]
+        if self.src.scalar(tnode, join(path, "to")) != "default":
+            to = self.cidr(tnode, join(path, "to"))
+            if to is None:
+                return None
+        via = self.ipv4(keys["via"][1], join(path, "via")) if "via" in keys else None
+        dev = self.ifname(keys["dev"][1], join(path, "dev")) if "dev" in keys else None
+        if "via" not in keys and "dev" not in keys:
+            self.src.error(node, path, "a route needs 'via' or 'dev' (or both)")
+            return None
+        if ("via" in keys and via is None) or ("dev" in keys and dev is None):
+            return None
+        return m.Route(to, via, dev, loc=self.loc(node, path))
+
+    def port(self, node: Node, path: str) -> tuple[str, IPv4Address | None, int | None, int] | None:
+        value = self.src.scalar(node, path)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            self.src.error(node, path, f"expected a port like '8080:80/tcp', got {value!r}")
+            return None
+        match = PORT_RE.fullmatch(value)
+        if match is None:
+            self.src.error(
+                node,
+                path,
+                f"{value!r} is not a port mapping; use CONTAINER_PORT, HOST_PORT:CONTAINER_PORT, "
+                "HOST_IP:HOST_PORT:CONTAINER_PORT or HOST_IP::CONTAINER_PORT, "
+                "optionally with /tcp or /udp",
+            )
+            return None
+        proto = self.proto(match["proto"], node, path)
+        host_ip = None
+        if match["ip"] is not None:
+            try:
+                host_ip = IPv4Address(match["ip"])
+            except AddressValueError:
+                self.src.error(node, path, f"{match['ip']!r} in {value!r} is not an IPv4 address")
+                return None
+        hp = match["hp"] or match["hp2"]
+        host_port = self.port_number(hp, node, path) if hp else None
+        container_port = self.port_number(match["cp"], node, path)
+        if proto is None or container_port is None or (hp and host_port is None):
+            return None
+        return proto, host_ip, host_port, container_port
+
+    def expose(self, node: Node, path: str) -> m.Exposed | None:
+        value = self.src.scalar(node, path)
+        text = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+        match = EXPOSE_RE.fullmatch(text)
+        if match is None:
+            self.src.error(node, path, f"expected PORT or PORT/tcp|udp, got {value!r}")
+            return None
+        proto = self.proto(match["proto"], node, path)
+        port = self.port_number(match["cp"], node, path)
+        if proto is None or port is None:
+            return None
+        return m.Exposed(port, cast(m.Proto, proto))
+
+    def proto(self, proto: str | None, node: Node, path: str) -> str | None:
+        if proto is None:
+            return "tcp"
+        if proto.lower() not in ("tcp", "udp"):
+            self.src.error(node, path, f"unknown protocol {proto!r}; use tcp or udp")
+            return None
+        return proto.lower()
+
+    def port_number(self, text: str, node: Node, path: str) -> int | None:
+        number = int(text)
+        if not 1 <= number <= 65535:
+            self.src.error(node, path, f"port {number} is out of range 1..65535")
+            return None
+        return number
+
+    def link_ref(self, node: Node, path: str) -> m.LinkRef | None:
+        value = self.src.string(node, path)
+        if value is None:
+            return None
+        name, _, alias = value.partition(":")
+        if not NAME_RE.fullmatch(name):
+            self.src.error(node, path, _bad_name(name, "container name", NAME_RE))
+            return None
+        if alias and not HOSTNAME_RE.fullmatch(alias):
+            self.src.error(node, path, f"alias {alias!r} is not a valid host name")
+            return None
+        return m.LinkRef(name, alias or None, loc=self.loc(node, path))
+
+    def dns(self, node: Node, path: str) -> m.Dns | None:
+        keys = self.src.mapping(node, path, DNS_KEYS)
+        if keys is None:
+            return None
+        servers: tuple[m.IPAddress, ...] = ()
+        search: tuple[str, ...] = ()
+        options: tuple[str, ...] = ()
+        if "nameservers" in keys:
+            found = self.src.each(keys["nameservers"][1], join(path, "nameservers"), self.ip)
+            servers = tuple(cast(m.IPAddress, v) for _, v in found)
+        if "search" in keys:
+            search = tuple(
+                v for _, v in self.src.each(keys["search"][1], join(path, "search"), self.hostname)
+            )
+        if "options" in keys:
+            options = tuple(
+                v
+                for _, v in self.src.each(
+                    keys["options"][1], join(path, "options"), self.dns_option
+                )
+            )
+        return m.Dns(servers, search, options)
+
+    def dns_option(self, node: Node, path: str) -> str | None:
+        value = self.src.string(node, path)
+        if value is not None and not DNS_OPTION_RE.fullmatch(value):
+            self.src.error(node, path, f"{value!r} is not a resolv.conf option (like ndots:2)")
+            return None
+        return value
+
+    # -- links --------------------------------------------------------------
+
+    def link(self, node: Node, path: str) -> _Link | None:
+        keys = self.src.mapping(node, path, LINK_KEYS)
+        if keys is None:
+            return None
+        link = _Link([], [], self.loc(node, path), node)
+        if "endpoints" not in keys:
+            self.src.error(node, join(path, "endpoints"), "missing required key 'endpoints'")
+            return None
+        epath = join(path, "endpoints")
+        enodes = self.src.sequence(keys["endpoints"][1], epath)
+        if enodes is None:
+            return None
+        if len(enodes) != 2:
+            self.src.error(
+                keys["endpoints"][1], epath, f"a link has 2 endpoints, got {len(enodes)}"
+            )
+            return None
+        for i, enode in enumerate(enodes):
+            value = self.src.string(enode, f"{epath}[{i}]")
+            if value is None:
+                return None
+            container, sep, ifname = value.partition(":")
+            if not sep or not NAME_RE.fullmatch(container) or not IFNAME_RE.fullmatch(ifname):
+                self.src.error(
+                    enode, f"{epath}[{i}]", f"{value!r} is not CONTAINER:IFNAME (like a:eth1)"
+                )
+                return None
+            link.endpoints.append((container, ifname, enode))
+        if "addresses" in keys:
+            apath = join(path, "addresses")
+            anodes = self.src.sequence(keys["addresses"][1], apath)
+            if anodes is None:
+                return None
+            if len(anodes) != 2:
+                self.src.error(
+                    keys["addresses"][1],
+                    apath,
+                    f"give one address per endpoint (2), got {len(anodes)}",
+                )
+                return None
+            for i, anode in enumerate(anodes):
+                value = self.src.string(anode, f"{apath}[{i}]")
+                if value is None:
+                    return None
+                try:
+                    if "/" not in value:
+                        raise ValueError
+                    link.addresses.append((IPv4Interface(value), anode))
+                except ValueError:
+                    self.src.error(
+                        anode,
+                        f"{apath}[{i}]",
+                        f"{value!r} is not an IPv4 address/prefix (like 10.1.1.1/32)",
+                    )
+                    return None
+        return link
+
+
+def _bad_name(value: str, what: str, pattern: re.Pattern[str]) -> str:
+    if pattern is IFNAME_RE:
+        rule = "1 to 15 characters of A-Z a-z 0-9 _ . -"
+    else:
+        rule = "up to 64 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit"
+    return f"invalid {what} {value!r}: use {rule}"
+
+
+# -- pass 2: what spans the spec ---------------------------------------------------
+
+
+class _Resolver:
+    """Pass 2: references, uniqueness, overlaps, and address allocation."""
+
+    def __init__(self, src: Source, draft: _Draft, file: str, sha256: str) -> None:
+        self.src = src
+        self.draft = draft
+        self.file = file
+        self.sha256 = sha256
+        self.used: dict[IPv4Address, str] = {}  # every static or allocated address, and its user
+
+    def resolve(self) -> m.Spec | None:
+        d = self.draft
+        name = d.name or Path(self.file).stem
+        if d.name is None and not NAME_RE.fullmatch(name):
+            self.src.error_at(
+                1, 1, "name", f"the file name {name!r} is not a valid spec name; set 'name:'"
+            )
+        bridges = {b.name: b for b, _, _ in d.bridges}
+        self.check_overlaps(d.bridges)
+        pools = self.bridge_pools(d.bridges)
+        modes = self.modes(bridges)
+        netns_of = self.netns_names(modes)
+        ifaces = self.interfaces(modes, bridges, pools, name)
+        links = self.links(modes, netns_of)
+        self.namespace_ifnames(ifaces, links)
+        self.check_host_ifnames(d.bridges, ifaces)
+        ports = self.ports()
+        containers = []
+        for c in d.containers:
+            mode, share = modes.get(c.name, ("bridge", None))
+            routes = self.routes(c, ifaces.get(c.name, ()), links)
+            refs = self.link_refs(c)
+            containers.append(
+                m.Container(
+                    name=c.name,
+                    mode=cast(m.Mode, mode),
+                    netns=netns_of.get(c.name),
+                    share=share if mode == "container" else None,
+                    pid=c.pid,
+                    interfaces=tuple(ifaces.get(c.name, ())),
+                    routes=routes,
+                    default_route=c.default_route,
+                    ports=tuple(ports.get(c.name, ())),
+                    expose=tuple(c.expose),
+                    links=refs,
+                    dns=c.dns,
+                    hosts=tuple(c.hosts),
+                    hostname=c.hostname,
+                    loc=c.loc,
+                )
+            )
+        self.bridge_ports(d.bridges, ifaces)
+        if self.src.diagnostics:
+            return None
+        return m.Spec(
+            name, self.file, self.sha256, tuple(bridges.values()), tuple(containers), tuple(links)
+        )
+
+    # -- bridges --------------------------------------------------------------
+
+    def check_overlaps(self, bridges: list[tuple[m.Bridge, Node, bool]]) -> None:
+        # sorted by start, any overlap shows up between neighbours: O(n log n)
+        ordered = sorted(
+            bridges, key=lambda t: (int(t[0].subnet.network_address), t[0].subnet.prefixlen)
+        )
+        for (a, _, _), (b, bnode, _) in zip(ordered, ordered[1:], strict=False):
+            if int(b.subnet.network_address) <= int(a.subnet.broadcast_address):
+                first, second = sorted((a, b), key=lambda x: (x.loc.line, x.loc.col))
+                node = bnode if second is b else next(n for br, n, _ in bridges if br is a)
+                self.src.error(
+                    node,
+                    f"bridges.{second.name}.subnet",
+                    f"subnet {second.subnet} overlaps {first.subnet} of bridge {first.name}",
+                )
+
+    def bridge_pools(self, bridges: list[tuple[m.Bridge, Node, bool]]) -> dict[str, Pool]:
+        pools = {}
+        for bridge, node, explicit in bridges:
+            pool = Pool(bridge.subnet)
+            why = pool.why_unusable(bridge.address)
+            if why:
+                self.src.error(node, f"bridges.{bridge.name}.address", why)
+            else:
+                pool.reserve(bridge.address)
+            if not explicit and why:
+                continue
+            pools[bridge.name] = pool
+        return pools
+
+    def bridge_ports(
+        self, bridges: list[tuple[m.Bridge, Node, bool]], ifaces: dict[str, list[m.Interface]]
+    ) -> None:
+        counts: dict[str, int] = {b.name: len(b.uplinks) for b, _, _ in bridges}
+        for legs in ifaces.values():
+            for iface in legs:
+                counts[iface.bridge] = counts.get(iface.bridge, 0) + 1
+        for bridge, _, _ in bridges:
+            if counts[bridge.name] > BR_MAX_PORTS:
+                self.src.error_at(
+                    bridge.loc.line,
+                    bridge.loc.col,
+                    bridge.loc.path,
+                    f"{counts[bridge.name]} interfaces on one bridge; Linux allows at most "
+                    f"{BR_MAX_PORTS}: split the containers over several bridges",
+                )
+
+    # -- containers ---------------------------------------------------------------
+
+    def modes(self, bridges: dict[str, m.Bridge]) -> dict[str, tuple[str, str | None]]:
+        """Each container's network mode, with container: chains followed to the end."""
+        declared = {c.name: c for c in self.draft.containers}
+        raw: dict[str, tuple[str, str | None]] = {}
+        for c in self.draft.containers:
+            path = f"containers.{c.name}.network"
+            net = c.network
+            node = c.network_node or c.node
+            if c.network is None and c.network_node is not None:
+                continue  # already reported
+            if net is None:
+                if any(i.bridge is not None for i in c.ifaces):
+                    raw[c.name] = ("bridge", None)
+                elif len(bridges) == 1:
+                    raw[c.name] = ("bridge", next(iter(bridges)))
+                elif len(self.draft.bridges) != 1:  # one invalid bridge is reported already
+                    why = (
+                        "there are no bridges"
+                        if not bridges
+                        else f"there are {len(bridges)} bridges"
+                    )
+                    self.src.error(
+                        c.node,
+                        path,
+                        f"missing 'network': {why}; say none, host, container:NAME or a bridge",
+                    )
+                continue
+            if net in ("none", "host"):
+                raw[c.name] = (net, None)
+            elif net.startswith("container:"):
+                target = net.partition(":")[2]
+                if target not in declared:
+                    self.src.error(
+                        node, path, f"no container named {target!r}{_hint(target, declared)}"
+                    )
+                    continue
+                raw[c.name] = ("container", target)
+            elif net in bridges:
+                raw[c.name] = ("bridge", net)
+            else:
+                self.src.error(
+                    node,
+                    path,
+                    f"no bridge named {net!r}{_hint(net, bridges)}; "
+                    "use a bridge name, none, host or container:NAME",
+                )
+            if c.ifaces and c.ifaces[0].bridge is not None and net is not None:
+                self.src.error(node, path, "give either 'network' or 'interfaces', not both")
+        resolved: dict[str, tuple[str, str | None]] = {}
+        for c in self.draft.containers:
+            if c.name not in raw:
+                continue
+            mode, arg = raw[c.name]
+            if mode != "container":
+                resolved[c.name] = raw[c.name]
+                self.mode_keys(c, mode)
+                continue
+            seen = [c.name]
+            hop: str | None = arg
+            while hop is not None and raw.get(hop, ("", None))[0] == "container":
+                if hop in seen:
+                    cycle = " -> ".join([*seen[seen.index(hop) :], hop])
+                    self.src.error(
+                        c.network_node or c.node,
+                        f"containers.{c.name}.network",
+                        f"container: cycle {cycle}",
+                    )
+                    hop = None
+                    break
+                seen.append(hop)
+                hop = raw[hop][1]
+            if hop is None or hop not in raw:
+                continue
+            final_mode = raw[hop][0]
+            resolved[c.name] = ("host", None) if final_mode == "host" else ("container", hop)
+            self.mode_keys(c, "container")
+        return resolved
+
+    def mode_keys(self, c: _Container, mode: str) -> None:
+        """Keys that need a namespace of the container's own are errors in other modes."""
+        if mode in ("host", "container"):
+            for key in (*NETNS_ONLY_KEYS, "netns", "pid", "expose"):
+                if key in c.present:
+                    self.src.error(
+                        c.node,
+                        f"containers.{c.name}.{key}",
+                        f"'{key}' has no effect with network: {mode}: the container uses "
+                        f"{'the host' if mode == 'host' else 'another container'}'s network",
+                    )
+        if mode == "none":
+            for key in (*SHORT_IF_KEYS, "interfaces", "ports"):
+                if key in c.present and (key != "interfaces"):
+                    self.src.error(
+                        c.node,
+                        f"containers.{c.name}.{key}",
+                        f"'{key}' needs a bridge; network: none has only lo",
+                    )
+
+    def netns_names(self, modes: dict[str, tuple[str, str | None]]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        owner: dict[str, str] = {}
+        for c in self.draft.containers:
+            mode = modes.get(c.name, ("", None))[0]
+            if mode not in ("bridge", "none"):
+                continue
+            netns = c.netns or c.name
+            if netns in owner:
+                self.src.error(
+                    c.node,
+                    f"containers.{c.name}.netns",
+                    f"netns {netns!r} is already used by container {owner[netns]}; "
+                    f"to share it, use network: container:{owner[netns]}",
+                )
+                continue
+            owner[netns] = c.name
+            out[c.name] = netns
+        for c in self.draft.containers:
+            mode, target = modes.get(c.name, ("", None))
+            if mode == "container" and target in out:
+                out[c.name] = out[target]
+        return out
+
+    def interfaces(
+        self,
+        modes: dict[str, tuple[str, str | None]],
+        bridges: dict[str, m.Bridge],
+        pools: dict[str, Pool],
+        spec_name: str,
+    ) -> dict[str, list[m.Interface]]:
+        statics: list[tuple[_Container, _Iface, str]] = []
+        legs: list[tuple[_Container, _Iface, str]] = []
+        for c in self.draft.containers:
+            mode, arg = modes.get(c.name, ("", None))
+            if mode != "bridge":
+                continue
+            for i, iface in enumerate(c.ifaces):
+                bname = iface.bridge if iface.bridge is not None else arg
+                path = (
+                    f"containers.{c.name}.interfaces[{i}]"
+                    if iface.bridge is not None
+                    else f"containers.{c.name}"
+                )
+                if bname not in bridges:
+                    if iface.bridge is not None and not any(
+                        b.name == bname for b, _, _ in self.draft.bridges
+                    ):
+                        self.src.error(
+                            iface.node,
+                            join(path, "bridge"),
+                            f"no bridge named {bname!r}{_hint(bname or '', bridges)}",
+                        )
+                    continue
+                legs.append((c, iface, bname))
+                if iface.address is not None:
+                    statics.append((c, iface, path))
+        # statics first, so automatic addresses never take one a later container asked for
+        used = self.used
+        for bridge in bridges.values():
+            used[bridge.address] = f"the address of bridge {bridge.name}"
+        for c, iface, path in statics:
+            bname = iface.bridge if iface.bridge is not None else modes[c.name][1]
+            assert (
+                bname is not None and iface.address is not None and iface.address_node is not None
+            )
+            bridge = bridges[bname]
+            apath = join(path, "address")
+            prefix = iface.prefix
+            if prefix is not None and prefix != bridge.subnet.prefixlen:
+                self.src.error(
+                    iface.address_node,
+                    apath,
+                    f"prefix /{prefix} differs from bridge {bname}'s subnet {bridge.subnet}; "
+                    f"write {iface.address}/{bridge.subnet.prefixlen} or just {iface.address}",
+                )
+                continue
+            pool = pools.get(bname)
+            why = Pool(bridge.subnet).why_unusable(iface.address)
+            if why:
+                self.src.error(iface.address_node, apath, f"{why} of bridge {bname}")
+                continue
+            if iface.address in used:
+                self.src.error(
+                    iface.address_node, apath, f"{iface.address} is already {used[iface.address]}"
+                )
+                continue
+            used[iface.address] = f"used by {path}"
+            if pool is not None:
+                pool.reserve(iface.address)
+        out: dict[str, list[m.Interface]] = {}
+        for c, iface, bname in legs:
+            pool = pools.get(bname)
+            address = iface.address
+            if address is None:
+                if pool is None:
+                    continue
+                address = pool.allocate()
+                if address is None:
+                    bridge = bridges[bname]
+                    self.src.error(
+                        iface.node,
+                        f"containers.{c.name}",
+                        f"no free address left in {bridge.subnet} of bridge {bname} "
+                        f"({pool.capacity()} usable, all taken)",
+                    )
+                    continue
+                used[address] = f"given to containers.{c.name}"
+            bridge = bridges[bname]
+            out.setdefault(c.name, []).append(
+                m.Interface(
+                    bridge=bname,
+                    ifname=iface.ifname,
+                    address=IPv4Interface(f"{address}/{bridge.subnet.prefixlen}"),
+                    host_ifname=iface.host_ifname or "",
+                    mac=iface.mac,
+                    loc=iface.loc,
+                )
+            )
+        self._derive_host_ifnames(out, spec_name)
+        return out
+
+    def _derive_host_ifnames(self, out: dict[str, list[m.Interface]], spec_name: str) -> None:
+        taken = {i.host_ifname for legs in out.values() for i in legs if i.host_ifname}
+        taken.update(b.name for b, _, _ in self.draft.bridges)
+        for cname, legs in out.items():
+            for k, iface in enumerate(legs):
+                if iface.host_ifname:
+                    continue
+                salt = 0
+                while True:
+                    seed = f"{spec_name}\0{cname}\0{iface.ifname}\0{salt}"
+                    h = hashlib.sha256(seed.encode()).hexdigest()[:6]
+                    candidate = f"v{h}-{cname}"[:15].rstrip("-.")
+                    if candidate not in taken:
+                        break
+                    salt += 1
+                taken.add(candidate)
+                legs[k] = replace(iface, host_ifname=candidate)
+
+    def check_host_ifnames(
+        self, bridges: list[tuple[m.Bridge, Node, bool]], ifaces: dict[str, list[m.Interface]]
+    ) -> None:
+        seen: dict[str, str] = {}
+        for bridge, _, _ in bridges:
+            seen[bridge.name] = f"bridge {bridge.name}"
+        for bridge, _, _ in bridges:
+            for up in bridge.uplinks:
+                if up in seen:
+                    self.src.error_at(
+                        bridge.loc.line,
+                        bridge.loc.col,
+                        f"bridges.{bridge.name}.uplinks",
+                        f"uplink {up} is already {seen[up]}",
+                    )
+                seen[up] = f"an uplink of bridge {bridge.name}"
+        for c in self.draft.containers:
+            for iface in ifaces.get(c.name, ()):
+                name = iface.host_ifname
+                if name == "lo" or name in seen:
+                    what = "the loopback device" if name == "lo" else seen[name]
+                    self.src.error_at(
+                        iface.loc.line,
+                        iface.loc.col,
+                        f"{iface.loc.path}.host_ifname",
+                        f"host interface name {name!r} is already {what}",
+                    )
+                seen[name] = f"the host end of {c.name}'s {iface.ifname}"
+
+    def namespace_ifnames(self, ifaces: dict[str, list[m.Interface]], links: list[m.Link]) -> None:
+        names: dict[str, dict[str, str]] = {}
+        for c in self.draft.containers:
+            for iface in ifaces.get(c.name, ()):
+                per = names.setdefault(c.name, {"lo": "the loopback device"})
+                if iface.ifname in per:
+                    self.src.error_at(
+                        iface.loc.line,
+                        iface.loc.col,
+                        f"{iface.loc.path}.ifname",
+                        f"{iface.ifname!r} is already {per[iface.ifname]} in {c.name}",
+                    )
+                per[iface.ifname] = f"{c.name}'s interface on bridge {iface.bridge}"
+        for i, link in enumerate(links):
+            for j, ep in enumerate((link.a, link.b)):
+                per = names.setdefault(ep.container, {"lo": "the loopback device"})
+                if ep.ifname in per:
+                    self.src.error_at(
+                        link.loc.line,
+                        link.loc.col,
+                        f"links[{i}].endpoints[{j}]",
+                        f"{ep.ifname!r} is already {per[ep.ifname]} in {ep.container}",
+                    )
+                per[ep.ifname] = f"an endpoint of links[{i}]"
+        self._ns_ifnames = names
+
+    def links(
+        self, modes: dict[str, tuple[str, str | None]], netns_of: dict[str, str]
+    ) -> list[m.Link]:
+        out = []
+        declared = {c.name for c in self.draft.containers}
+        for i, link in enumerate(self.draft.links):
+            eps = []
+            for j, (cname, ifname, enode) in enumerate(link.endpoints):
+                path = f"links[{i}].endpoints[{j}]"
+                if cname not in declared:
+                    self.src.error(
+                        enode, path, f"no container named {cname!r}{_hint(cname, declared)}"
+                    )
+                    continue
+                mode = modes.get(cname, ("", None))[0]
+                if mode not in ("bridge", "none"):
+                    if mode:
+                        self.src.error(
+                            enode,
+                            path,
+                            f"container {cname} has network: {mode}; "
+                            "a link needs a namespace of its own",
+                        )
+                    continue
+                address = link.addresses[j][0] if link.addresses else None
+                eps.append(m.Endpoint(cname, netns_of[cname], ifname, address))
+            if len(eps) != 2:
+                continue
+            if eps[0].container == eps[1].container and eps[0].ifname == eps[1].ifname:
+                self.src.error(
+                    link.endpoints[1][2],
+                    f"links[{i}].endpoints[1]",
+                    "both endpoints are the same interface",
+                )
+                continue
+            for j, (address, anode) in enumerate(link.addresses):
+                if address.ip in self.used:
+                    self.src.error(
+                        anode,
+                        f"links[{i}].addresses[{j}]",
+                        f"{address.ip} is already {self.used[address.ip]}",
+                    )
+                self.used[address.ip] = f"used by links[{i}]"
+            out.append(m.Link(eps[0], eps[1], loc=link.loc))
+        return out
+
+    def routes(
+        self, c: _Container, legs: list[m.Interface] | tuple[m.Interface, ...], links: list[m.Link]
+    ) -> tuple[m.Route, ...]:
+        out = []
+        devs = {"lo"} | {i.ifname for i in legs}
+        for link in links:
+            for ep in (link.a, link.b):
+                if ep.container == c.name:
+                    devs.add(ep.ifname)
+        for i, (route, node) in enumerate(c.routes):
+            path = f"containers.{c.name}.routes[{i}]"
+            if route.dev is not None and route.dev not in devs:
+                self.src.error(
+                    node,
+                    join(path, "dev"),
+                    f"no interface {route.dev!r} in {c.name} (has: {', '.join(sorted(devs))})",
+                )
+                continue
+            if route.to is None and c.default_route and legs:
+                self.src.error(
+                    node,
+                    join(path, "to"),
+                    f"{c.name} already gets 'default via {self.draft_gateway(legs[0])}'; "
+                    "set default_route: false to route default elsewhere",
+                )
+                continue
+            out.append(route)
+        return tuple(out)
+
+    def draft_gateway(self, iface: m.Interface) -> str:
+        for b, _, _ in self.draft.bridges:
+            if b.name == iface.bridge:
+                return str(b.address)
+        return "?"
+
+    def ports(self) -> dict[str, list[m.Port]]:
+        """Host ports: explicit ones checked for clashes, missing ones allocated from 49153."""
+        taken: dict[tuple[str, int], list[tuple[IPv4Address | None, str]]] = {}
+        out: dict[str, list[m.Port]] = {}
+        pending: list[tuple[_Container, int, str, IPv4Address | None, int, Node]] = []
+        for c in self.draft.containers:
+            seen_cp: set[tuple[str, int, IPv4Address | None, int | None]] = set()
+            for k, (proto, host_ip, host_port, cport, node) in enumerate(c.ports):
+                path = f"containers.{c.name}.ports[{k}]"
+                if (proto, cport, host_ip, host_port) in seen_cp:
+                    self.src.error(node, path, "the same port mapping is given twice")
+                    continue
+                seen_cp.add((proto, cport, host_ip, host_port))
+                if host_port is None:
+                    pending.append((c, k, proto, host_ip, cport, node))
+                    continue
+                clash = next(
+                    (
+                        who
+                        for ip, who in taken.get((proto, host_port), ())
+                        if ip is None or host_ip is None or ip == host_ip
+                    ),
+                    None,
+                )
+                if clash:
+                    self.src.error(
+                        node, path, f"host port {host_port}/{proto} is already published by {clash}"
+                    )
+                    continue
+                taken.setdefault((proto, host_port), []).append((host_ip, path))
+                out.setdefault(c.name, []).append(
+                    m.Port(
+                        cast(m.Proto, proto), cport, host_port, host_ip, loc=self._loc(node, path)
+                    )
+                )
+        next_port = {"tcp": FIRST_EPHEMERAL_PORT, "udp": FIRST_EPHEMERAL_PORT}
+        for c, k, proto, host_ip, cport, node in pending:
+            path = f"containers.{c.name}.ports[{k}]"
+            port = next_port[proto]
+            while port <= 65535 and (proto, port) in taken:
+                port += 1
+            if port > 65535:
+                self.src.error(
+                    node, path, f"no free host port left for {proto} above {FIRST_EPHEMERAL_PORT}"
+                )
+                continue
+            next_port[proto] = port + 1
+            taken.setdefault((proto, port), []).append((host_ip, path))
+            out.setdefault(c.name, []).append(
+                m.Port(cast(m.Proto, proto), cport, port, host_ip, loc=self._loc(node, path))
+            )
+        for c in self.draft.containers:  # keep declaration order within a container
+            if c.name in out:
+                out[c.name].sort(key=lambda p: (p.loc.line, p.loc.col))
+        return out
+
+    def _loc(self, node: Node, path: str) -> m.Loc:
+        mark = node.start_mark
+        return m.Loc(self.file, mark.line + 1, mark.column + 1, path)
+
+    def link_refs(self, c: _Container) -> tuple[m.LinkRef, ...]:
+        declared = {x.name for x in self.draft.containers}
+        out = []
+        for k, (ref, node) in enumerate(c.links):
+            path = f"containers.{c.name}.link[{k}]"
+            if ref.name not in declared:
+                self.src.error(
+                    node, path, f"no container named {ref.name!r}{_hint(ref.name, declared)}"
+                )
+            elif ref.name == c.name:
+                self.src.error(node, path, "a container cannot link to itself")
+            else:
+                out.append(ref)
+        return tuple(out)
+
+
+def _hint(word: str, choices: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
