@@ -23,6 +23,7 @@ from . import ops as o
 from .errors import DialectError
 
 DIALECTS = ("iproute2", "brctl")
+FIREWALLS = ("iptables", "nftables")
 NETNS_DIR = "/var/run/netns"
 
 
@@ -33,7 +34,8 @@ class Cmd:
     guard: tuple[str, ...] | None = None
 
 
-def commands(op: o.Op, dialect: str = "iproute2") -> list[Cmd]:
+def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") -> list[Cmd]:
+    """The commands for one op. `firewall` picks iptables or nftables for firewall ops."""
     if dialect not in DIALECTS:
         raise DialectError(
             type(op).__name__, dialect, f"unknown dialect; use {' or '.join(DIALECTS)}"

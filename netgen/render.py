@@ -35,6 +35,7 @@ def render(
     ops: list[o.Op],
     *,
     dialect: str = "iproute2",
+    firewall: str = "iptables",
     teardown: bool = False,
     preamble: Iterable[str] = (),
 ) -> str:
@@ -57,17 +58,17 @@ def render(
             version=__version__,
             dialect=dialect,
             preamble=intro,
-            groups=group(ops, dialect),
+            groups=group(ops, dialect, firewall),
         )
     )
 
 
-def group(ops: list[o.Op], dialect: str) -> list[Group]:
+def group(ops: list[o.Op], dialect: str, firewall: str = "iptables") -> list[Group]:
     """Consecutive ops from the same spec element share one comment."""
     groups: list[Group] = []
     for op in ops:
         comment = f"{op.loc.file}:{op.loc.line} {op.loc.path}" if op.loc.line else "netgen"
-        cmds = commands(op, dialect)
+        cmds = commands(op, dialect, firewall)
         if groups and groups[-1].comment == comment:
             groups[-1].cmds.extend(cmds)
         else:
