@@ -681,6 +681,7 @@ class _Resolver:
         self.file = file
         self.sha256 = sha256
         self.used: dict[IPv4Address, str] = {}  # every static or allocated address, and its user
+        self.declared = {c.name for c in draft.containers}
 
     def resolve(self) -> m.Spec | None:
         d = self.draft
@@ -1215,7 +1216,7 @@ class _Resolver:
         return m.Loc(self.file, mark.line + 1, mark.column + 1, path)
 
     def link_refs(self, c: _Container) -> tuple[m.LinkRef, ...]:
-        declared = {x.name for x in self.draft.containers}
+        declared = self.declared
         out = []
         for k, (ref, node) in enumerate(c.links):
             path = f"containers.{c.name}.link[{k}]"
