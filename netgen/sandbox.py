@@ -303,15 +303,16 @@ class Sandbox:
         if self._closed:
             return
         self._closed = True
-        inodes = self._namespace_inodes()
         for proc in self._spawned:
             if proc.returncode is None:  # not reaped yet, so the PID cannot be reused
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)  # group created by spawn()
                 except (ProcessLookupError, PermissionError):
                     pass
-        self._kill_inside(inodes)
+        # Sweep while the holder is alive: it pins the namespaces, so their inode numbers
+        # cannot yet have been recycled for some other (e.g. a parallel test's) namespace.
         if self._holder.poll() is None:
+            self._kill_inside(self._namespace_inodes())
             try:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -322,7 +323,6 @@ class Sandbox:
                 self._holder.stdin.close()
             except BrokenPipeError:
                 pass
-        self._kill_inside(inodes)
         for proc in self._spawned:
             try:
                 proc.wait(timeout=30)
@@ -374,7 +374,7 @@ class Sandbox:
         if not inodes:
             return
         me = os.getpid()
-        for _ in range(10):
+        for _ in range(20):
             killed = False
             for entry in os.listdir("/proc"):
                 if not entry.isdigit():
