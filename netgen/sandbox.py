@@ -152,6 +152,13 @@ _ROUTE_FLAGS = {"onlink", "pervasive"}
 _ADDR_KEYS = ("local", "prefixlen", "address", "broadcast", "scope")
 _COUNTERS_RE = re.compile(r"\[\d+:\d+\]")
 _NFT_COUNTER_RE = re.compile(r"\bcounter packets \d+ bytes \d+")
+# iptables(-nft) registers a built-in table with its base chains (policy ACCEPT) the first
+# time any command names it, even `iptables -C`, and nothing ever removes it.  Such a table
+# filters nothing, so it is dropped: otherwise merely *checking* for a rule changes state.
+_IPT_IDLE_LINE_RE = re.compile(r"(\*[a-z]+|:[A-Z]+ ACCEPT \[0:0\]|COMMIT)")
+_NFT_IDLE_TABLE_RE = re.compile(r"table (ip|ip6) (filter|nat|mangle|raw|security) \{")
+_NFT_BASE_CHAIN_RE = re.compile(r"chain [A-Z]+ \{")
+_NFT_ACCEPT_HOOK_RE = re.compile(r"type \w+ hook \w+ priority [\w+-]+; policy accept;")
 
 
 class SandboxUnavailable(Exception):
@@ -333,7 +340,8 @@ class Sandbox:
                     stream.close()
 
     def _namespace_inodes(self) -> set[tuple[int, int]]:
-        """(dev, inode) of the sandbox's mount + network namespaces and its named netns.
+        """(dev, inode) of the sandbox's mount + network namespaces, its named netns and
+        the network namespaces of the processes it spawned.
 
         Symlinked netns entries are ignored (they may point at a host namespace), and the
         caller's own namespaces are excluded so a misbehaving sandbox cannot make close()
@@ -357,6 +365,16 @@ class Sandbox:
                 if stat.S_ISLNK(os.lstat(path).st_mode):
                     continue
                 st = os.stat(path)
+            except OSError:
+                continue
+            found.add((st.st_dev, st.st_ino))
+        # A namespace a spawned process made for itself (the chapter's container, played by
+        # `unshare -n sleep`) is the sandbox's too, so a /run/netns symlink to it is followed.
+        for proc in self._spawned:
+            if proc.returncode is not None:  # reaped: its PID may belong to someone else now
+                continue
+            try:
+                st = os.stat(f"/proc/{proc.pid}/ns/net")
             except OSError:
                 continue
             found.add((st.st_dev, st.st_ino))
@@ -722,6 +740,48 @@ def _strip_comment_lines(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith("#")).strip()
 
 
+def _top_level_blocks(lines: list[str], starts: str, ends: str) -> list[list[str]]:
+    """Split lines into blocks from a line starting with ``starts`` to one equal to ``ends``."""
+    blocks: list[list[str]] = []
+    for line in lines:
+        if line.startswith(starts) or not blocks or blocks[-1][-1] == ends:
+            blocks.append([])
+        blocks[-1].append(line)
+    return blocks
+
+
+def _drop_idle_iptables_tables(text: str) -> str:
+    """iptables-save output without tables that hold only ACCEPT built-in chains."""
+    blocks = _top_level_blocks(text.splitlines(), "*", "COMMIT")
+    kept = [b for b in blocks if not all(_IPT_IDLE_LINE_RE.fullmatch(line.strip()) for line in b)]
+    return "\n".join(line for b in kept for line in b).strip()
+
+
+def _drop_idle_nft_tables(text: str) -> str:
+    """`nft list ruleset` without iptables-nft's built-in tables when they hold no rule."""
+    kept = [
+        b
+        for b in _top_level_blocks(text.splitlines(), "table ", "}")
+        if any(line.strip() for line in b) and not _idle_nft_table(b)
+    ]
+    return "\n".join(line for b in kept for line in b).strip()
+
+
+def _idle_nft_table(block: list[str]) -> bool:
+    """A table whose every chain is a bare base chain: its hook line and nothing else."""
+    if not _NFT_IDLE_TABLE_RE.fullmatch(block[0]) or block[-1] != "}":
+        return False
+    body = [line.strip() for line in block[1:-1] if line.strip()]
+    chains = [body[i : i + 3] for i in range(0, len(body), 3)]
+    return all(
+        len(c) == 3
+        and _NFT_BASE_CHAIN_RE.fullmatch(c[0]) is not None
+        and _NFT_ACCEPT_HOOK_RE.fullmatch(c[1]) is not None
+        and c[2] == "}"
+        for c in chains
+    )
+
+
 def _normalise_ns(ns: str | None, raw: dict[str | None, _Sections]) -> dict[str, Any]:
     """Turn one namespace's raw sections into the comparable form described in state()."""
     sections = raw.get(ns, {})
@@ -832,10 +892,12 @@ def _normalise_ns(ns: str | None, raw: dict[str | None, _Sections]) -> dict[str,
     for key in ("iptables", "ip6tables"):
         if key in sections:
             rc, text = sections[key]
-            result[key] = _COUNTERS_RE.sub("[0:0]", _strip_comment_lines(text)) if rc == 0 else None
+            rules = _COUNTERS_RE.sub("[0:0]", _strip_comment_lines(text))
+            result[key] = _drop_idle_iptables_tables(rules) if rc == 0 else None
     if "nftables" in sections:
         rc, text = sections["nftables"]
         nft = _NFT_COUNTER_RE.sub("counter packets 0 bytes 0", _strip_comment_lines(text))
+        nft = _drop_idle_nft_tables(nft)
         result["nftables"] = nft if rc == 0 else None
     return result
 
