@@ -22,58 +22,33 @@ from ipaddress import (
 from pathlib import Path
 from typing import Any, cast
 
+import yaml
+
 from . import model as m
 from .errors import UsageError
-from .ipam import Pool
-from .yamlsrc import Node, Source, join
-
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
-HOSTNAME_RE = re.compile(
-    r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-    r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+from .fields import (  # the key lists and patterns, shared with the JSON Schema
+    BRIDGE_KEYS,
+    CONTAINER_KEYS,
+    DNS_KEYS,
+    DNS_OPTION_RE,
+    EXPOSE_RE,
+    HOSTNAME_RE,
+    IFNAME_RE,
+    INTERFACE_KEYS,
+    LINK_KEYS,
+    MAC_RE,
+    NAME_RE,
+    PORT_RE,
+    ROUTE_KEYS,
+    SHORT_IF_KEYS,
+    TOP_KEYS,
 )
-DNS_OPTION_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
-PORT_RE = re.compile(
-    r"(?:(?P<ip>[^:/]+):(?P<hp>\d*):|(?P<hp2>\d+):)?(?P<cp>\d+)(?:/(?P<proto>[A-Za-z]+))?"
-)
-EXPOSE_RE = re.compile(r"(?P<cp>\d+)(?:/(?P<proto>[A-Za-z]+))?")
+from .ipam import Pool, usable
+from .yamlsrc import Node, Source, describe, join
 
 BR_MAX_PORTS = 1023  # the kernel's limit of ports on one bridge ("Exchange full")
 FIRST_EPHEMERAL_PORT = 49153  # where Docker's -P allocation starts
 
-TOP_KEYS = ("version", "name", "bridges", "containers", "links")
-BRIDGE_KEYS = (
-    "subnet",
-    "address",
-    "mtu",
-    "external",
-    "masquerade",
-    "icc",
-    "uplinks",
-    "mcast_snooping",
-)
-SHORT_IF_KEYS = ("address", "ifname", "host_ifname", "mac")
-CONTAINER_KEYS = (
-    "network",
-    "netns",
-    "pid",
-    *SHORT_IF_KEYS,
-    "interfaces",
-    "routes",
-    "default_route",
-    "ports",
-    "expose",
-    "link",
-    "dns",
-    "hosts",
-    "hostname",
-)
-INTERFACE_KEYS = ("bridge", "ifname", "address", "host_ifname", "mac")
-ROUTE_KEYS = ("to", "via", "dev")
-LINK_KEYS = ("endpoints", "addresses")
-DNS_KEYS = ("nameservers", "search", "options")
 # keys meaningless without a namespace of the container's own
 NETNS_ONLY_KEYS = (*SHORT_IF_KEYS, "interfaces", "routes", "ports", "dns", "hosts", "hostname")
 
@@ -98,6 +73,8 @@ def loads(text: str, file: str = "<spec>", sha256: str | None = None) -> m.Spec:
     digest = sha256 or hashlib.sha256(text.encode()).hexdigest()
     root = src.compose()
     spec = None
+    if isinstance(root, yaml.ScalarNode) and root.tag.endswith(":null") and not root.value:
+        root = None  # a bare `---`: an empty document
     if root is None and not src.diagnostics:
         src.error_at(1, 1, "", "spec is empty; it needs at least 'version: 1'")
     elif root is not None:
@@ -123,6 +100,8 @@ class _Iface:
     node: Node  # for errors in pass 2
     address_node: Node | None = None
     prefix: int | None = None  # the prefix the user wrote, checked against the bridge
+    ifname_node: Node | None = None
+    host_ifname_node: Node | None = None
 
 
 @dataclass
@@ -135,13 +114,13 @@ class _Container:
     ifaces: list[_Iface]
     routes: list[tuple[m.Route, Node]]
     default_route: bool
-    ports: list[tuple[str, IPv4Address | None, int | None, int, Node]]
+    ports: list[tuple[str, IPv4Address | None, int | None, int, Node, str]]  # ..., node, path
     expose: list[m.Exposed]
     links: list[tuple[m.LinkRef, Node]]
     dns: m.Dns | None
     hosts: list[tuple[str, m.IPAddress]]
     hostname: str | None
-    present: set[str]
+    present: dict[str, Node]  # the keys given, to point errors at them
     loc: m.Loc
     node: Node
 
@@ -159,7 +138,9 @@ class _Draft:
     name: str | None
     name_node: Node | None
     bridges: list[tuple[m.Bridge, Node, bool]] = field(default_factory=list)
+    declared_bridges: set[str] = field(default_factory=set)  # valid or not: no cascades
     containers: list[_Container] = field(default_factory=list)
+    declared_containers: set[str] = field(default_factory=set)
     links: list[_Link] = field(default_factory=list)
 
 
@@ -182,8 +163,11 @@ class _Reader:
         else:
             vnode = top["version"][1]
             version = self.src.scalar(vnode, "version")
-            if version != 1 or isinstance(version, bool):
-                self.src.error(vnode, "version", f"unsupported version {version!r}; expected 1")
+            if isinstance(version, bool) or not isinstance(version, int):
+                if version is not None or isinstance(vnode, yaml.ScalarNode):
+                    self.src.error(vnode, "version", f"expected 1, got {describe(version)}")
+            elif version != 1:
+                self.src.error(vnode, "version", f"unsupported version {version}; expected 1")
         draft = _Draft(None, None)
         if "name" in top:
             draft.name_node = top["name"][1]
@@ -192,12 +176,14 @@ class _Reader:
             for key, (knode, vnode) in (
                 self.src.mapping(top["bridges"][1], "bridges") or {}
             ).items():
+                draft.declared_bridges.add(key)
                 bridge = self.bridge(key, knode, vnode)
                 if bridge is not None:
                     draft.bridges.append(bridge)
         if "containers" in top:
             containers = self.src.mapping(top["containers"][1], "containers") or {}
             for key, (knode, vnode) in containers.items():
+                draft.declared_containers.add(key)
                 container = self.container(key, knode, vnode)
                 if container is not None:
                     draft.containers.append(container)
@@ -228,9 +214,11 @@ class _Reader:
         return False
 
     def ifname(self, node: Node, path: str) -> str | None:
-        value = self.name(node, path, IFNAME_RE, "interface name")
-        if value in (".", ".."):
-            self.src.error(node, path, f"{value!r} is not a valid interface name")
+        value = self.src.string(node, path)
+        if value is None:
+            return None
+        if not IFNAME_RE.fullmatch(value) or value in (".", ".."):
+            self.src.error(node, path, _bad_name(value, "interface name", IFNAME_RE))
             return None
         return value
 
@@ -335,6 +323,7 @@ class _Reader:
                 v for _, v in self.src.each(keys["uplinks"][1], join(path, "uplinks"), self.ifname)
             ]
             values["uplinks"] = tuple(uplinks)
+            values["uplinks_loc"] = self.loc(keys["uplinks"][0], join(path, "uplinks"))
         if subnet is None or not ok:
             return None
         explicit = address is not None
@@ -367,7 +356,7 @@ class _Reader:
             None,
             [],
             None,
-            set(keys),
+            {key: knode for key, (knode, _) in keys.items()},
             loc,
             node,
         )
@@ -409,8 +398,11 @@ class _Reader:
                 self.src.boolean(val("default_route"), join(path, "default_route")) is not False
             )
         if "ports" in keys:
-            for pnode, port in self.src.each(val("ports"), join(path, "ports"), self.port):
-                c.ports.append((*port, pnode))
+            ppath = join(path, "ports")
+            for i, pnode in enumerate(self.src.sequence(val("ports"), ppath) or ()):
+                port = self.port(pnode, f"{ppath}[{i}]")
+                if port is not None:
+                    c.ports.append((*port, pnode, f"{ppath}[{i}]"))
         if "expose" in keys:
             for _, exposed in self.src.each(val("expose"), join(path, "expose"), self.expose):
                 c.expose.append(exposed)
@@ -458,10 +450,12 @@ class _Reader:
     ) -> _Iface | None:
         ok = True
         if "ifname" in keys:
+            iface.ifname_node = keys["ifname"][1]
             name = self.ifname(keys["ifname"][1], join(path, "ifname"))
             ok = name is not None
             iface.ifname = name or iface.ifname
         if "host_ifname" in keys:
+            iface.host_ifname_node = keys["host_ifname"][1]
             iface.host_ifname = self.ifname(keys["host_ifname"][1], join(path, "host_ifname"))
             ok = ok and iface.host_ifname is not None
         if "mac" in keys:
@@ -501,9 +495,13 @@ class _Reader:
     def port(self, node: Node, path: str) -> tuple[str, IPv4Address | None, int | None, int] | None:
         value = self.src.scalar(node, path)
         if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
+            # YAML 1.1 reads an unquoted 22:22 as the base-60 number 1342: keep the text
+            value = str(node.value) if ":" in str(node.value) else str(value)
         if not isinstance(value, str):
-            self.src.error(node, path, f"expected a port like '8080:80/tcp', got {value!r}")
+            if value is not None or isinstance(node, yaml.ScalarNode):
+                self.src.error(
+                    node, path, f"expected a port like '8080:80/tcp', got {describe(value)}"
+                )
             return None
         match = PORT_RE.fullmatch(value)
         if match is None:
@@ -523,6 +521,8 @@ class _Reader:
             except AddressValueError:
                 self.src.error(node, path, f"{match['ip']!r} in {value!r} is not an IPv4 address")
                 return None
+            if host_ip.is_unspecified:
+                host_ip = None  # 0.0.0.0 is Docker's "every host address", as if omitted
         hp = match["hp"] or match["hp2"]
         host_port = self.port_number(hp, node, path) if hp else None
         container_port = self.port_number(match["cp"], node, path)
@@ -535,7 +535,8 @@ class _Reader:
         text = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
         match = EXPOSE_RE.fullmatch(text)
         if match is None:
-            self.src.error(node, path, f"expected PORT or PORT/tcp|udp, got {value!r}")
+            if value is not None or isinstance(node, yaml.ScalarNode):
+                self.src.error(node, path, f"expected PORT or PORT/tcp|udp, got {describe(value)}")
             return None
         proto = self.proto(match["proto"], node, path)
         port = self.port_number(match["cp"], node, path)
@@ -625,7 +626,8 @@ class _Reader:
             if value is None:
                 return None
             container, sep, ifname = value.partition(":")
-            if not sep or not NAME_RE.fullmatch(container) or not IFNAME_RE.fullmatch(ifname):
+            bad_ifname = not IFNAME_RE.fullmatch(ifname) or ifname in (".", "..")
+            if not sep or not NAME_RE.fullmatch(container) or bad_ifname:
                 self.src.error(
                     enode, f"{epath}[{i}]", f"{value!r} is not CONTAINER:IFNAME (like a:eth1)"
                 )
@@ -661,7 +663,18 @@ class _Reader:
         return link
 
 
+def _at(node: Node, key: str) -> Node:
+    """The value of `key` in a mapping node, to point an error at it; else the node."""
+    if isinstance(node, yaml.MappingNode):
+        for knode, vnode in node.value:
+            if isinstance(knode, yaml.ScalarNode) and knode.value == key:
+                return cast(Node, vnode)
+    return node
+
+
 def _bad_name(value: str, what: str, pattern: re.Pattern[str]) -> str:
+    if pattern is IFNAME_RE and value in (".", ".."):
+        return f"invalid {what} {value!r}: . and .. are not interface names"
     if pattern is IFNAME_RE:
         rule = "1 to 15 characters of A-Z a-z 0-9 _ . -"
     else:
@@ -682,6 +695,9 @@ class _Resolver:
         self.sha256 = sha256
         self.used: dict[IPv4Address, str] = {}  # every static or allocated address, and its user
         self.declared = {c.name for c in draft.containers}
+        # for errors at the right line: the source of each resolved interface and link
+        self.iface_src: dict[tuple[str, int], _Iface] = {}
+        self.link_src: list[_Link] = []
 
     def resolve(self) -> m.Spec | None:
         d = self.draft
@@ -794,14 +810,11 @@ class _Resolver:
             if net is None:
                 if any(i.bridge is not None for i in c.ifaces):
                     raw[c.name] = ("bridge", None)
-                elif len(bridges) == 1:
+                elif len(bridges) == 1 and len(self.draft.declared_bridges) == 1:
                     raw[c.name] = ("bridge", next(iter(bridges)))
-                elif len(self.draft.bridges) != 1:  # one invalid bridge is reported already
-                    why = (
-                        "there are no bridges"
-                        if not bridges
-                        else f"there are {len(bridges)} bridges"
-                    )
+                elif len(self.draft.declared_bridges) != 1:  # one invalid one: reported
+                    n = len(self.draft.declared_bridges)
+                    why = "there are no bridges" if n == 0 else f"there are {n} bridges"
                     self.src.error(
                         c.node,
                         path,
@@ -813,20 +826,18 @@ class _Resolver:
             elif net.startswith("container:"):
                 target = net.partition(":")[2]
                 if target not in declared:
-                    self.src.error(
-                        node, path, f"no container named {target!r}{_hint(target, declared)}"
-                    )
+                    if target not in self.draft.declared_containers:  # else: reported
+                        self.src.error(
+                            node, path, f"no container named {target!r}{_hint(target, declared)}"
+                        )
                     continue
                 raw[c.name] = ("container", target)
             elif net in bridges:
                 raw[c.name] = ("bridge", net)
-            else:
-                self.src.error(
-                    node,
-                    path,
-                    f"no bridge named {net!r}{_hint(net, bridges)}; "
-                    "use a bridge name, none, host or container:NAME",
-                )
+            elif net not in self.draft.declared_bridges:  # an invalid bridge is reported
+                hint = _hint(net, [*self.draft.declared_bridges, "none", "host"])
+                hint = hint or "; say a bridge name, none, host or container:NAME"
+                self.src.error(node, path, f"no bridge named {net!r}{hint}")
             if c.ifaces and c.ifaces[0].bridge is not None and net is not None:
                 self.src.error(node, path, "give either 'network' or 'interfaces', not both")
         resolved: dict[str, tuple[str, str | None]] = {}
@@ -862,19 +873,21 @@ class _Resolver:
     def mode_keys(self, c: _Container, mode: str) -> None:
         """Keys that need a namespace of the container's own are errors in other modes."""
         if mode in ("host", "container"):
+            target = (c.network or "").partition(":")[2]
+            whose = "the host's" if mode == "host" and not target else f"{target}'s"
             for key in (*NETNS_ONLY_KEYS, "netns", "pid", "expose"):
                 if key in c.present:
                     self.src.error(
-                        c.node,
+                        c.present[key],
                         f"containers.{c.name}.{key}",
-                        f"'{key}' has no effect with network: {mode}: the container uses "
-                        f"{'the host' if mode == 'host' else 'another container'}'s network",
+                        f"'{key}' cannot be used with 'network: {c.network}': the container "
+                        f"uses {whose} network namespace",
                     )
         if mode == "none":
             for key in (*SHORT_IF_KEYS, "interfaces", "ports"):
                 if key in c.present and (key != "interfaces"):
                     self.src.error(
-                        c.node,
+                        c.present[key],
                         f"containers.{c.name}.{key}",
                         f"'{key}' needs a bridge; network: none has only lo",
                     )
@@ -889,7 +902,7 @@ class _Resolver:
             netns = c.netns or c.name
             if netns in owner:
                 self.src.error(
-                    c.node,
+                    c.present.get("netns", c.node),
                     f"containers.{c.name}.netns",
                     f"netns {netns!r} is already used by container {owner[netns]}; "
                     f"to share it, use network: container:{owner[netns]}",
@@ -924,11 +937,9 @@ class _Resolver:
                     else f"containers.{c.name}"
                 )
                 if bname not in bridges:
-                    if iface.bridge is not None and not any(
-                        b.name == bname for b, _, _ in self.draft.bridges
-                    ):
+                    if iface.bridge is not None and bname not in self.draft.declared_bridges:
                         self.src.error(
-                            iface.node,
+                            _at(iface.node, "bridge"),
                             join(path, "bridge"),
                             f"no bridge named {bname!r}{_hint(bname or '', bridges)}",
                         )
@@ -939,7 +950,7 @@ class _Resolver:
         # statics first, so automatic addresses never take one a later container asked for
         used = self.used
         for bridge in bridges.values():
-            used[bridge.address] = f"the address of bridge {bridge.name}"
+            used.setdefault(bridge.address, f"the address of bridge {bridge.name}")
         for c, iface, path in statics:
             bname = iface.bridge if iface.bridge is not None else modes[c.name][1]
             assert (
@@ -957,9 +968,9 @@ class _Resolver:
                 )
                 continue
             pool = pools.get(bname)
-            why = Pool(bridge.subnet).why_unusable(iface.address)
+            why = _misfit(iface.address, bridge)
             if why:
-                self.src.error(iface.address_node, apath, f"{why} of bridge {bname}")
+                self.src.error(iface.address_node, apath, why)
                 continue
             if iface.address in used:
                 self.src.error(
@@ -982,12 +993,13 @@ class _Resolver:
                     self.src.error(
                         iface.node,
                         f"containers.{c.name}",
-                        f"no free address left in {bridge.subnet} of bridge {bname} "
-                        f"({pool.capacity()} usable, all taken)",
+                        f"no address left in bridge {bname}'s subnet {bridge.subnet}: "
+                        f"all {pool.capacity()} usable addresses are taken",
                     )
                     continue
                 used[address] = f"given to containers.{c.name}"
             bridge = bridges[bname]
+            self.iface_src[(c.name, len(out.get(c.name, ())))] = iface
             out.setdefault(c.name, []).append(
                 m.Interface(
                     bridge=bname,
@@ -1036,13 +1048,13 @@ class _Resolver:
                     )
                 seen[up] = f"an uplink of bridge {bridge.name}"
         for c in self.draft.containers:
-            for iface in ifaces.get(c.name, ()):
+            for k, iface in enumerate(ifaces.get(c.name, ())):
                 name = iface.host_ifname
                 if name == "lo" or name in seen:
                     what = "the loopback device" if name == "lo" else seen[name]
-                    self.src.error_at(
-                        iface.loc.line,
-                        iface.loc.col,
+                    src = self.iface_src[(c.name, k)]
+                    self.src.error(
+                        src.host_ifname_node or src.node,
                         f"{iface.loc.path}.host_ifname",
                         f"host interface name {name!r} is already {what}",
                     )
@@ -1051,27 +1063,27 @@ class _Resolver:
     def namespace_ifnames(self, ifaces: dict[str, list[m.Interface]], links: list[m.Link]) -> None:
         names: dict[str, dict[str, str]] = {}
         for c in self.draft.containers:
-            for iface in ifaces.get(c.name, ()):
+            for k, iface in enumerate(ifaces.get(c.name, ())):
                 per = names.setdefault(c.name, {"lo": "the loopback device"})
                 if iface.ifname in per:
-                    self.src.error_at(
-                        iface.loc.line,
-                        iface.loc.col,
+                    src = self.iface_src[(c.name, k)]
+                    self.src.error(
+                        src.ifname_node or src.node,
                         f"{iface.loc.path}.ifname",
-                        f"{iface.ifname!r} is already {per[iface.ifname]} in {c.name}",
+                        f"{c.name} already has an interface {iface.ifname!r} ({per[iface.ifname]})",
                     )
-                per[iface.ifname] = f"{c.name}'s interface on bridge {iface.bridge}"
-        for i, link in enumerate(links):
+                per[iface.ifname] = f"its leg on bridge {iface.bridge}"
+        for link, src_link in zip(links, self.link_src, strict=True):
+            lpath = src_link.loc.path
             for j, ep in enumerate((link.a, link.b)):
                 per = names.setdefault(ep.container, {"lo": "the loopback device"})
                 if ep.ifname in per:
-                    self.src.error_at(
-                        link.loc.line,
-                        link.loc.col,
-                        f"links[{i}].endpoints[{j}]",
-                        f"{ep.ifname!r} is already {per[ep.ifname]} in {ep.container}",
+                    self.src.error(
+                        src_link.endpoints[j][2],
+                        f"{lpath}.endpoints[{j}]",
+                        f"{ep.container} already has an interface {ep.ifname!r} ({per[ep.ifname]})",
                     )
-                per[ep.ifname] = f"an endpoint of links[{i}]"
+                per[ep.ifname] = f"an end of {lpath}"
         self._ns_ifnames = names
 
     def links(
@@ -1079,14 +1091,16 @@ class _Resolver:
     ) -> list[m.Link]:
         out = []
         declared = {c.name for c in self.draft.containers}
-        for i, link in enumerate(self.draft.links):
+        for link in self.draft.links:
+            lpath = link.loc.path  # links[i], counting the links pass 1 rejected
             eps = []
             for j, (cname, ifname, enode) in enumerate(link.endpoints):
-                path = f"links[{i}].endpoints[{j}]"
+                path = f"{lpath}.endpoints[{j}]"
                 if cname not in declared:
-                    self.src.error(
-                        enode, path, f"no container named {cname!r}{_hint(cname, declared)}"
-                    )
+                    if cname not in self.draft.declared_containers:  # else: reported
+                        self.src.error(
+                            enode, path, f"no container named {cname!r}{_hint(cname, declared)}"
+                        )
                     continue
                 mode = modes.get(cname, ("", None))[0]
                 if mode not in ("bridge", "none"):
@@ -1098,6 +1112,8 @@ class _Resolver:
                             "a link needs a namespace of its own",
                         )
                     continue
+                if cname not in netns_of:
+                    continue  # its netns clashes with another's: reported
                 address = link.addresses[j][0] if link.addresses else None
                 eps.append(m.Endpoint(cname, netns_of[cname], ifname, address))
             if len(eps) != 2:
@@ -1105,7 +1121,7 @@ class _Resolver:
             if eps[0].container == eps[1].container and eps[0].ifname == eps[1].ifname:
                 self.src.error(
                     link.endpoints[1][2],
-                    f"links[{i}].endpoints[1]",
+                    f"{lpath}.endpoints[1]",
                     "both endpoints are the same interface",
                 )
                 continue
@@ -1113,10 +1129,11 @@ class _Resolver:
                 if address.ip in self.used:
                     self.src.error(
                         anode,
-                        f"links[{i}].addresses[{j}]",
+                        f"{lpath}.addresses[{j}]",
                         f"{address.ip} is already {self.used[address.ip]}",
                     )
-                self.used[address.ip] = f"used by links[{i}]"
+                self.used[address.ip] = f"used by {lpath}"
+            self.link_src.append(link)
             out.append(m.Link(eps[0], eps[1], loc=link.loc))
         return out
 
@@ -1129,18 +1146,18 @@ class _Resolver:
             for ep in (link.a, link.b):
                 if ep.container == c.name:
                     devs.add(ep.ifname)
-        for i, (route, node) in enumerate(c.routes):
-            path = f"containers.{c.name}.routes[{i}]"
+        for route, node in c.routes:
+            path = route.loc.path  # the index among all items, invalid ones included
             if route.dev is not None and route.dev not in devs:
                 self.src.error(
-                    node,
+                    _at(node, "dev"),
                     join(path, "dev"),
                     f"no interface {route.dev!r} in {c.name} (has: {', '.join(sorted(devs))})",
                 )
                 continue
             if route.to is None and c.default_route and legs:
                 self.src.error(
-                    node,
+                    _at(node, "to"),
                     join(path, "to"),
                     f"{c.name} already gets 'default via {self.draft_gateway(legs[0])}'; "
                     "set default_route: false to route default elsewhere",
@@ -1159,17 +1176,16 @@ class _Resolver:
         """Host ports: explicit ones checked for clashes, missing ones allocated from 49153."""
         taken: dict[tuple[str, int], list[tuple[IPv4Address | None, str]]] = {}
         out: dict[str, list[m.Port]] = {}
-        pending: list[tuple[_Container, int, str, IPv4Address | None, int, Node]] = []
+        pending: list[tuple[_Container, str, str, IPv4Address | None, int, Node]] = []
         for c in self.draft.containers:
             seen_cp: set[tuple[str, int, IPv4Address | None, int | None]] = set()
-            for k, (proto, host_ip, host_port, cport, node) in enumerate(c.ports):
-                path = f"containers.{c.name}.ports[{k}]"
+            for proto, host_ip, host_port, cport, node, path in c.ports:
                 if (proto, cport, host_ip, host_port) in seen_cp:
                     self.src.error(node, path, "the same port mapping is given twice")
                     continue
                 seen_cp.add((proto, cport, host_ip, host_port))
                 if host_port is None:
-                    pending.append((c, k, proto, host_ip, cport, node))
+                    pending.append((c, path, proto, host_ip, cport, node))
                     continue
                 clash = next(
                     (
@@ -1191,8 +1207,7 @@ class _Resolver:
                     )
                 )
         next_port = {"tcp": FIRST_EPHEMERAL_PORT, "udp": FIRST_EPHEMERAL_PORT}
-        for c, k, proto, host_ip, cport, node in pending:
-            path = f"containers.{c.name}.ports[{k}]"
+        for c, path, proto, host_ip, cport, node in pending:
             port = next_port[proto]
             while port <= 65535 and (proto, port) in taken:
                 port += 1
@@ -1218,17 +1233,33 @@ class _Resolver:
     def link_refs(self, c: _Container) -> tuple[m.LinkRef, ...]:
         declared = self.declared
         out = []
-        for k, (ref, node) in enumerate(c.links):
-            path = f"containers.{c.name}.link[{k}]"
+        for ref, node in c.links:
+            path = ref.loc.path  # the index among all items, invalid ones included
             if ref.name not in declared:
-                self.src.error(
-                    node, path, f"no container named {ref.name!r}{_hint(ref.name, declared)}"
-                )
+                if ref.name not in self.draft.declared_containers:  # else: reported
+                    self.src.error(
+                        node, path, f"no container named {ref.name!r}{_hint(ref.name, declared)}"
+                    )
             elif ref.name == c.name:
                 self.src.error(node, path, "a container cannot link to itself")
             else:
                 out.append(ref)
         return tuple(out)
+
+
+def _misfit(address: IPv4Address, bridge: m.Bridge) -> str | None:
+    """Why a container cannot have `address` on `bridge`, or None."""
+    where = f"bridge {bridge.name}'s subnet {bridge.subnet}"
+    if address not in bridge.subnet:
+        return f"{address} is outside {where}"
+    first, last = usable(bridge.subnet)
+    if int(address) < first:
+        return f"{address} is the network address of {where}"
+    if int(address) > last:
+        return f"{address} is the broadcast address of {where}"
+    if address == bridge.address:
+        return f"{address} is the address of bridge {bridge.name} itself (its containers' gateway)"
+    return None
 
 
 def _hint(word: str, choices: Any) -> str:

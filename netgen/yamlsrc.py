@@ -47,6 +47,10 @@ class Source:
         return ""
 
     def error_at(self, line: int, col: int, path: str, message: str) -> None:
+        # a path holds the user's keys verbatim: keep a hostile one (a newline, an escape
+        # sequence) from forging lines or codes on the terminal
+        if not path.isprintable():
+            path = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in path)
         self.diagnostics.append(Diagnostic(self.file, line, col, path, message, self.line(line)))
 
     def error(self, node: Node, path: str, message: str) -> None:
@@ -147,7 +151,7 @@ class Source:
         value = self.scalar(node, path)
         if isinstance(value, bool) or not isinstance(value, int):
             if value is not None or isinstance(node, yaml.ScalarNode):
-                self.error(node, path, f"expected an integer, got {_describe(value)}")
+                self.error(node, path, f"expected an integer, got {describe(value)}")
             return None
         if not lo <= value <= hi:
             self.error(node, path, f"must be between {lo} and {hi}, got {value}")
@@ -158,7 +162,7 @@ class Source:
         value = self.scalar(node, path)
         if not isinstance(value, bool):
             if value is not None or isinstance(node, yaml.ScalarNode):
-                self.error(node, path, f"expected true or false, got {_describe(value)}")
+                self.error(node, path, f"expected true or false, got {describe(value)}")
             return None
         return value
 
@@ -188,10 +192,11 @@ def _kind(node: Node) -> str:
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):
         return "a list"
-    return _describe(_scalars.construct_object(node))
+    return describe(_scalars.construct_object(node))
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
+    """A YAML value as a message shows it: `string 'x'`, `boolean true`, `null`."""
     if value is None:
         return "null"
     if isinstance(value, bool):

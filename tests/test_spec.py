@@ -949,6 +949,12 @@ class TestPorts:
             ("tcp", None, 8443, 443),
         ]
 
+    def test_unquoted_host_port_mapping_is_not_read_as_base_60(self) -> None:
+        """YAML 1.1 resolves a plain 22:22 to the sexagesimal int 1342; netgen keeps the text."""
+        s = load(ONE_BRIDGE + "containers:\n  web:\n    ports: [22:22, 8022:22]\n")
+        got = [(p.host_port, p.container_port) for p in s.container("web").ports]
+        assert got == [(22, 22), (8022, 22)]
+
     def test_host_ports_are_allocated_upward_skipping_explicit_ones(self) -> None:
         s = load(
             ONE_BRIDGE
