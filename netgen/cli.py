@@ -11,14 +11,17 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from . import __version__, lower, ops, render, spec
-from .errors import NetgenError, SpecError
+from . import __version__, execute, graph, lower, ops, render, schema, spec
+from . import plan as planner
+from .errors import HostError, NetgenError, SpecError, UsageError
 
 app = typer.Typer(
     name="netgen",
@@ -42,7 +45,20 @@ class Dialect(str, Enum):
     brctl = "brctl"
 
 
-SpecArg = Annotated[Path, typer.Argument(help="The spec file (YAML).", show_default=False)]
+class Firewall(str, Enum):
+    iptables = "iptables"
+    nftables = "nftables"
+
+
+FirewallOpt = Annotated[
+    Firewall,
+    typer.Option(help="iptables (the chapter's) or nftables: ports, masquerade, icc, links."),
+]
+
+
+SpecArg = Annotated[
+    Path, typer.Argument(metavar="SPEC", help="The spec file (YAML).", show_default=False)
+]
 
 
 def _version(value: bool) -> None:
@@ -85,14 +101,33 @@ def render_cmd(
         bool, typer.Option("--teardown", help="Render the script that removes the network.")
     ] = False,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write to FILE (mode 0755), not stdout.")
+        Path | None,
+        typer.Option(
+            "-o", "--output", metavar="FILE", help="Write to FILE (mode 0755), not stdout."
+        ),
     ] = None,
+    firewall: FirewallOpt = Firewall.iptables,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch",
+            help="Group the commands for speed: one `ip -batch` for the host, one per "
+            "namespace, namespaces in parallel (NETGEN_JOBS at a time).",
+        ),
+    ] = False,
 ) -> None:
     """Print the bash script that builds (or with --teardown, removes) the network."""
     s = spec.load(spec_file)
     built = lower.lower(s)
     todo = ops.teardown(built) if teardown else built
-    script = render.render(s, todo, dialect=dialect.value, teardown=teardown)
+    if batch:  # takes the setup ops either way: see render.render_batch
+        script = render.render_batch(
+            s, built, dialect=dialect.value, firewall=firewall.value, teardown=teardown
+        )
+    else:
+        script = render.render(
+            s, todo, dialect=dialect.value, firewall=firewall.value, teardown=teardown
+        )
     if output is None:
         sys.stdout.write(script)
     else:
@@ -112,20 +147,234 @@ def ops_cmd(
     sys.stdout.write("\n")
 
 
+DryRun = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Print the commands it would run, one a line; change nothing."),
+]
+
+
+@app.command("apply")
+def apply_cmd(
+    spec_file: SpecArg,
+    dry_run: DryRun = False,
+    dialect: Annotated[
+        Dialect, typer.Option(help="iproute2 (modern ip) or brctl (the chapter's style).")
+    ] = Dialect.iproute2,
+    firewall: FirewallOpt = Firewall.iptables,
+) -> None:
+    """Build the network on this host (root): only what is missing; all or nothing."""
+    s = spec.load(spec_file)
+    built = lower.lower(s)
+    runner = execute.DryRunRunner() if dry_run else execute.RealRunner()
+    with _progress(f"apply {s.name}", not dry_run) as progress:
+        done = execute.apply(
+            s,
+            built,
+            dialect=dialect.value,
+            firewall=firewall.value,
+            runner=runner,
+            progress=progress,
+        )
+    _report(done, dry_run, f"spec {s.name!r} applied", f"spec {s.name!r} is already applied")
+
+
+@app.command("destroy")
+def destroy_cmd(
+    spec_file: SpecArg, dry_run: DryRun = False, firewall: FirewallOpt = Firewall.iptables
+) -> None:
+    """Remove what apply built for this spec, and nothing else.
+
+    What apply recorded decides (including its --firewall); the spec and --firewall
+    only matter for a host built without netgen's record (by the rendered script).
+    """
+    s = spec.load(spec_file)
+    built = lower.lower(s)
+    runner = execute.DryRunRunner() if dry_run else execute.RealRunner()
+    with _progress(f"destroy {s.name}", not dry_run) as progress:
+        done = execute.destroy(s, built, firewall=firewall.value, runner=runner, progress=progress)
+    _report(done, dry_run, f"spec {s.name!r} destroyed", f"spec {s.name!r} is not applied")
+
+
+@app.command("plan")
+def plan_cmd(
+    spec_file: SpecArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    firewall: FirewallOpt = Firewall.iptables,
+) -> None:
+    """Show what apply would create (+), change (~) or remove (-) on this host."""
+    s = spec.load(spec_file)
+    result = execute.preview(s, lower.lower(s), firewall=firewall.value)
+    lines = planner.lines(result)
+    if as_json:
+        out = {
+            "spec": s.name,
+            "changes": [
+                {
+                    "action": "~" if sign == " " else sign,  # " ": re-creating a replaced one
+                    "object": text,
+                    "op": ops.to_json(step.op),
+                    "commands": [
+                        execute.format_command(c)
+                        for c in execute.step_commands(step, firewall=firewall.value)
+                    ],
+                }
+                for sign, text, step in lines
+            ],
+            "refusals": result.refusals,
+            "notes": result.notes,
+        }
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for sign, text, _ in lines:
+            if sign != " ":
+                typer.echo(f"{sign} {text}")
+        for note in result.notes:
+            print(f"netgen: {note}", file=sys.stderr)
+    if result.refusals:
+        raise HostError("apply would refuse:\n" + "\n".join(f"  {r}" for r in result.refusals))
+
+
+@contextmanager
+def _progress(label: str, wanted: bool = True) -> Iterator[execute.Progress | None]:
+    """A progress bar on stderr when it is a terminal; silent otherwise."""
+    if not wanted or not sys.stderr.isatty():
+        yield None
+        return
+    bar: list[Any] = []
+
+    def update(done: int, total: int) -> None:
+        if not bar:
+            bar.append(typer.progressbar(length=total, label=label, file=sys.stderr))
+            bar[0].__enter__()
+        bar[0].update(done - bar[0].pos)
+
+    try:
+        yield update
+    finally:
+        if bar:
+            bar[0].__exit__(None, None, None)
+
+
+def _report(done: execute.Outcome, dry_run: bool, did: str, nothing: str) -> None:
+    for note in done.notes:
+        print(f"netgen: {note}", file=sys.stderr)
+    if not dry_run:
+        summary = f"{did} ({_n(done.commands, 'command')})" if done.commands else nothing
+        print(f"netgen: {summary}", file=sys.stderr)
+
+
+class GraphFormat(str, Enum):
+    mermaid = "mermaid"
+    dot = "dot"
+    svg = "svg"
+    png = "png"
+
+
+@app.command("graph")
+def graph_cmd(
+    spec_file: SpecArg,
+    fmt: Annotated[
+        GraphFormat,
+        typer.Option(
+            "--format",
+            help="mermaid or dot (text), or svg or png (drawn by Graphviz's dot; "
+            "exit 2 if it is not installed).",
+        ),
+    ] = GraphFormat.mermaid,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", metavar="FILE", help="Write to FILE, not stdout."),
+    ] = None,
+) -> None:
+    """Draw the network: bridges, containers, veths, links, uplinks, published ports."""
+    if fmt.value in graph.IMAGE_FORMATS and output is None and sys.stdout.isatty():
+        raise UsageError(f"not writing {fmt.value} to a terminal: give -o FILE, or redirect")
+    data = graph.draw(spec.load(spec_file), fmt.value)
+    if output is None:
+        _write_stdout(data)
+    else:
+        _write_bytes(output, data, 0o644)
+
+
+@app.command("schema")
+def schema_cmd() -> None:
+    """Print the JSON Schema of the spec format, for editors (yaml-language-server)."""
+    _write_stdout(schema.dumps().encode())
+
+
+STARTER_FILE = Path("netgen.yaml")
+
+
+@app.command("init")
+def init_cmd(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Where to write the spec.")] = (
+        STARTER_FILE
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite FILE if it exists.")] = False,
+) -> None:
+    """Write a commented starter spec (a bridge, two containers) to edit from."""
+    if not force and (file.exists() or file.is_symlink()):
+        raise UsageError(f"{str(file)!r} already exists; use --force to overwrite it")
+    starter = (render.templates_dir() / "starter.yaml").read_text()
+    _write_bytes(file, starter.encode(), 0o644, exclusive=not force)
+    typer.echo(f"wrote {file}; next: netgen validate {file}", err=True)
+
+
+def _write_stdout(data: bytes) -> None:
+    """Bytes, not text: graphs hold UTF-8 (and PNG is binary) whatever the locale."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _write_bytes(path: Path, data: bytes, mode: int, *, exclusive: bool = False) -> None:
+    """Like _write_atomically, for bytes; `exclusive` never replaces an existing file.
+
+    The new file appears whole or not at all: written aside, then renamed (or, when
+    exclusive, hard-linked, which fails if the name was taken meanwhile).
+    """
+    directory = path.parent if str(path.parent) else Path(".")
+    tmp: str | None = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode)
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except FileExistsError as exc:
+        raise UsageError(f"{str(path)!r} already exists; use --force to overwrite it") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot write {str(path)!r}: {exc.strerror}") from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _write_atomically(path: Path, text: str, mode: int) -> None:
+    """Readers see the old file or the whole new one; a wrong -o is a usage error (2)."""
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.")
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise UsageError(f"cannot write {str(path)!r}: {exc.strerror}") from exc
     except BaseException:
-        os.unlink(tmp)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -12,6 +12,10 @@ Dialects:
 - `brctl`: the chapter's style: `brctl addbr/addif/delif/delbr` for bridge work,
   `ip netns exec NS ip ...` inside namespaces, veth ends created on the host,
   moved with `ip link set X netns NS` and renamed there.
+
+Firewall dialects (`firewall=`: `iptables` or `nftables`) map the firewall and
+sysctl ops; that mapping lives in `firewall.py`, reached through `sections()`
+and `commands()` here like every other op.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 
 from . import ops as o
 from .errors import DialectError
+from .model import Loc
 
 DIALECTS = ("iproute2", "brctl")
 FIREWALLS = ("iptables", "nftables")
@@ -34,12 +39,33 @@ class Cmd:
     guard: tuple[str, ...] | None = None
 
 
+# Ops mapped by firewall.py (the `firewall` dialect), whatever the link dialect.
+_FIREWALL_OPS = (o.AddFirewall, o.DelFirewall, o.SetSysctl, o.RestoreSysctl)
+
+
+def sections(
+    op: o.Op, dialect: str = "iproute2", firewall: str = "iptables"
+) -> list[tuple[Loc | str, list[Cmd]]]:
+    """`commands(op)` in the groups a script comments one by one: (spec line or title, cmds).
+
+    Most ops are one group under their own `loc`; a firewall is one group per rule
+    (iptables) or one `nft -f` transaction (nftables).
+    """
+    if isinstance(op, _FIREWALL_OPS):
+        from . import firewall as fw  # fw imports Cmd from here
+
+        return fw.sections(op, firewall)
+    return [(op.loc, commands(op, dialect, firewall))]
+
+
 def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") -> list[Cmd]:
     """The commands for one op. `firewall` picks iptables or nftables for firewall ops."""
     if dialect not in DIALECTS:
         raise DialectError(
             type(op).__name__, dialect, f"unknown dialect; use {' or '.join(DIALECTS)}"
         )
+    if isinstance(op, _FIREWALL_OPS):
+        return [cmd for _, cmds in sections(op, dialect, firewall) for cmd in cmds]
     d = _Dialect(dialect)
     match op:
         case o.AddNetns(name=name, owner=owner):
@@ -59,7 +85,7 @@ def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") ->
             return d.add_veth(op)
         case o.SetMaster(dev=dev, bridge=bridge) | o.AttachUplink(dev=dev, bridge=bridge):
             if d.brctl:
-                return [C("brctl", "addif", bridge, dev)]
+                return [Cmd(brctl("addif", bridge, dev))]
             return [C("ip", "link", "set", "dev", dev, "master", bridge)]
         case o.LinkUp(dev=dev, netns=netns):
             return [d.ip(netns, "link", "set", "dev", dev, "up")]
@@ -82,13 +108,10 @@ def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") ->
             return [Cmd(("rm", "-f", f"{NETNS_DIR}/{name}"), guard=d.netns_owned(name, owner))]
         case o.DelBridge(name=name, owner=owner):
             guard = d.link_owned(None, name, owner)
-            if d.brctl:
+            if d.brctl:  # the mark outlives `down`: both steps check it
                 return [
                     Cmd(("ip", "link", "set", "dev", name, "down"), guard=guard),
-                    Cmd(
-                        ("brctl", "delbr", name),
-                        guard=("test", "-d", f"/sys/class/net/{name}/bridge"),
-                    ),
+                    Cmd(brctl("delbr", name), guard=guard),
                 ]
             return [Cmd(("ip", "link", "delete", "dev", name, "type", "bridge"), guard=guard)]
         case o.DelVeth(name=name, netns=netns, owner=owner):
@@ -101,7 +124,7 @@ def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") ->
         case o.DetachUplink(dev=dev, bridge=bridge):
             guard = ("test", "-e", f"/sys/class/net/{bridge}/brif/{dev}")
             if d.brctl:
-                return [Cmd(("brctl", "delif", bridge, dev), guard=guard)]
+                return [Cmd(brctl("delif", bridge, dev), guard=guard)]
             return [Cmd(("ip", "link", "set", "dev", dev, "nomaster"), guard=guard)]
         case o.RemoveDir(path=path):
             return [Cmd(("rmdir", "--ignore-fail-on-non-empty", path), guard=("test", "-d", path))]
@@ -112,6 +135,14 @@ def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") ->
 
 def C(*argv: str) -> Cmd:
     return Cmd(tuple(argv))
+
+
+def brctl(*args: str) -> tuple[str, ...]:
+    """brctl's getopt takes a name like `-rf` (a valid interface name) for options
+    unless `--` comes first; the chapter's plain form everywhere else."""
+    if any(a.startswith("-") for a in args):
+        return ("brctl", "--", *args)
+    return ("brctl", *args)
 
 
 class _Dialect:
@@ -140,7 +171,7 @@ class _Dialect:
     def add_bridge(self, op: o.AddBridge) -> list[Cmd]:
         name = op.name
         if self.brctl:
-            out = [C("brctl", "addbr", name)]
+            out = [Cmd(brctl("addbr", name))]
             if op.mtu is not None:
                 out.append(C("ip", "link", "set", "dev", name, "mtu", str(op.mtu)))
             if op.mcast_snooping is not None:
@@ -165,7 +196,7 @@ class _Dialect:
             argv = ["ip"]
             if op.netns is not None:
                 argv += ["-n", op.netns]
-            argv += ["link", "add", op.name, *mtu, "type", "veth", "peer", "name", op.peer]
+            argv += ["link", "add", "name", op.name, *mtu, "type", "veth", "peer", "name", op.peer]
             if op.peer_netns is not None:
                 argv += ["netns", op.peer_netns]
             argv += [*mtu, *mac]
@@ -184,7 +215,7 @@ class _Dialect:
             _temp_name(op, side) if netns is not None else name
             for side, (name, netns, _) in zip("ab", ends, strict=True)
         ]
-        out = [C("ip", "link", "add", names[0], "type", "veth", "peer", "name", names[1])]
+        out = [C("ip", "link", "add", "name", names[0], "type", "veth", "peer", "name", names[1])]
         for (name, netns, extra), temp in zip(ends, names, strict=True):
             if netns is not None:
                 out.append(C("ip", "link", "set", temp, "netns", netns))
@@ -192,6 +223,12 @@ class _Dialect:
             if extra:
                 out.append(self.ip(netns, "link", "set", "dev", name, *extra))
         return out
+
+
+def scratch_names(op: o.AddVeth) -> tuple[str, str]:
+    """The temporary names the brctl dialect gives a veth's ends on the way into their
+    namespaces, so a crashed or failed apply can find and remove them."""
+    return _temp_name(op, "a"), _temp_name(op, "b")
 
 
 def _temp_name(op: o.AddVeth, side: str) -> str:

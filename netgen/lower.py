@@ -2,7 +2,8 @@
 
 Order: bridges, then each container's namespace, legs and files, then the
 point-to-point links, then the containers' extra routes (which may use a
-link's interface). Teardown is the reverse of this list.
+link's interface), then the firewall (ports, masquerade, icc, links) and the
+sysctls it needs, once every address is wired. Teardown is the reverse of this list.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from ipaddress import IPv4Interface
 
+from . import firewall
 from . import model as m
 from . import ops as o
 
@@ -31,6 +33,7 @@ def lower(spec: m.Spec) -> list[o.Op]:
         if c.owns_netns:
             for route in c.routes:
                 out.append(o.AddRoute(c.netns, route.destination, route.via, route.dev, route.loc))
+    out += firewall.lower(spec)
     return out
 
 
@@ -42,8 +45,8 @@ def _bridge(spec: m.Spec, b: m.Bridge) -> list[o.Op]:
             o.AddAddress(b.name, b.gateway, None, b.loc),
             o.LinkUp(b.name, None, b.loc),
         ]
+    loc = b.uplinks_loc if b.uplinks_loc.line else replace(b.loc, path=f"{b.loc.path}.uplinks")
     for up in b.uplinks:
-        loc = replace(b.loc, path=f"{b.loc.path}.uplinks")
         out += [o.AttachUplink(up, b.name, loc), o.LinkUp(up, None, loc)]
     return out
 

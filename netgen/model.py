@@ -44,6 +44,7 @@ class Bridge:
     uplinks: tuple[str, ...] = ()
     mcast_snooping: bool | None = None
     loc: Loc = field(default=NOWHERE, compare=False)
+    uplinks_loc: Loc = field(default=NOWHERE, compare=False)  # the `uplinks:` key
 
     @property
     def gateway(self) -> IPv4Interface:

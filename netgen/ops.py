@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
-from .model import NOWHERE, Loc
+from .model import NOWHERE, Loc, Proto
 
 MARK_PREFIX = "netgen:"
 
@@ -166,6 +166,102 @@ class WriteFile:
         return RemoveFile(self.path, self.loc)
 
 
+# -- firewall: published ports, masquerade, icc=false and --link ---------------------
+# The rules are the parts of one AddFirewall op rather than ops of their own: a spec's
+# firewall is installed as one unit (one `nft -f` transaction in the nftables dialect)
+# and removed as one unit (everything lives in chains/tables named after the spec).
+# Each rule keeps its `loc`, so the script still names the spec line behind each rule.
+
+
+@dataclass(frozen=True)
+class PublishPort:
+    """Docker's -p: (host_ip, or any non-loopback host address; host_port) to dest:dest_port.
+
+    Reached from other hosts (DNAT in PREROUTING), from the host itself (DNAT in
+    OUTPUT) and let through FORWARD into `bridge`.
+    """
+
+    proto: Proto
+    host_ip: IPv4Address | None
+    host_port: int
+    dest: IPv4Address
+    dest_port: int
+    bridge: str
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Isolate:
+    """icc=false: nothing passes between the containers on `bridge` but what AllowLink opens.
+
+    `ports` (the bridge ports netgen attached: container legs and uplinks) scope the
+    filter on bridged frames; `subnet` scopes the one on traffic routed back into the
+    bridge by the host.
+    """
+
+    bridge: str
+    subnet: IPv4Network
+    ports: tuple[str, ...]
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Masquerade:
+    """Traffic from `subnet` to anywhere else leaves with the host's address (and is forwarded)."""
+
+    subnet: IPv4Network
+    bridge: str
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class AllowLink:
+    """--link on an icc=false bridge: `src` may reach `dst` on proto/port, and get the replies."""
+
+    bridge: str
+    src: IPv4Address
+    dst: IPv4Address
+    proto: Proto
+    port: int
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
+# Isolate before Masquerade: a decoder that tries the union in order must not read an
+# Isolate (a superset of Masquerade's fields) as a Masquerade.
+Rule = PublishPort | Isolate | Masquerade | AllowLink
+_RULES = (PublishPort, Isolate, Masquerade, AllowLink)
+
+
+@dataclass(frozen=True)
+class AddFirewall:
+    """The spec's firewall: chains (iptables) or tables (nftables) of its own, and jumps to them."""
+
+    owner: str
+    rules: tuple[Rule, ...]
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    def inverse(self) -> DelFirewall:
+        bridged = any(isinstance(r, (Isolate, AllowLink)) for r in self.rules)
+        return DelFirewall(self.owner, bridged, self.loc)
+
+
+@dataclass(frozen=True)
+class SetSysctl:
+    """Set a kernel setting shared by every spec (`net.ipv4.ip_forward`), remembering its old value.
+
+    `key` is in sysctl(8)'s notation: dots separate components, a `/` stands for a
+    dot inside one (an interface name like `br.1`).
+    """
+
+    owner: str
+    key: str
+    value: str
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    def inverse(self) -> RestoreSysctl:
+        return RestoreSysctl(self.owner, self.key, self.loc)
+
+
 # -- inverses: each removes only what exists and is marked as the owner's ----------
 
 
@@ -238,6 +334,34 @@ class RemoveFile:
         return None
 
 
+@dataclass(frozen=True)
+class DelFirewall:
+    """Remove every chain, jump and table named after `owner`, whatever rules they hold.
+
+    `bridged`: the firewall filters bridged traffic too (icc=false), so its nftables
+    bridge table goes as well; without it the iptables dialect needs no `nft` at all.
+    """
+
+    owner: str
+    bridged: bool = True
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    def inverse(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class RestoreSysctl:
+    """Drop `owner`'s claim on `key`; the last spec to let go restores the value first found."""
+
+    owner: str
+    key: str
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    def inverse(self) -> None:
+        return None
+
+
 Op = (
     AddNetns
     | AdoptNetns
@@ -250,6 +374,8 @@ Op = (
     | AddRoute
     | MakeDir
     | WriteFile
+    | AddFirewall
+    | SetSysctl
     | DelNetns
     | ReleaseNetns
     | DelBridge
@@ -257,6 +383,8 @@ Op = (
     | DetachUplink
     | RemoveDir
     | RemoveFile
+    | DelFirewall
+    | RestoreSysctl
 )
 
 
@@ -270,14 +398,19 @@ def teardown(ops: list[Op]) -> list[Op]:
     return out
 
 
-def to_json(op: Op) -> dict[str, Any]:
-    """A JSON-ready dict: {"op": name, fields..., "loc": {...}}."""
+def to_json(op: Op | Rule) -> dict[str, Any]:
+    """A JSON-ready dict: {"op": name, fields..., "loc": {...}}; a firewall's rules nest."""
     out: dict[str, Any] = {"op": type(op).__name__}
     for f in dataclasses.fields(op):
-        value = getattr(op, f.name)
-        if f.name == "loc":
-            value = dataclasses.asdict(value)
-        elif value is not None and not isinstance(value, (str, int, bool)):
-            value = str(value)
-        out[f.name] = value
+        out[f.name] = _json_value(f.name, getattr(op, f.name))
     return out
+
+
+def _json_value(name: str, value: Any) -> Any:
+    if name == "loc":
+        return dataclasses.asdict(value)
+    if isinstance(value, tuple):
+        return [to_json(v) if isinstance(v, _RULES) else _json_value("", v) for v in value]
+    if value is not None and not isinstance(value, (str, int, bool)):
+        return str(value)
+    return value

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import jinja2
 
-from . import __version__
+from . import __version__, batch
 from . import model as m
 from . import ops as o
-from .dialects import Cmd, commands
+from .dialects import Cmd, sections
 
 HEREDOC_END = "NETGEN_EOF"
 
@@ -63,17 +63,62 @@ def render(
     )
 
 
+def render_batch(
+    spec: m.Spec,
+    ops: list[o.Op],
+    *,
+    dialect: str = "iproute2",
+    firewall: str = "iptables",
+    teardown: bool = False,
+    preamble: Iterable[str] = (),
+) -> str:
+    """The script in batch style (see batch.py): `ip -batch` per host and per namespace.
+
+    `ops` are the setup ops even for a teardown: deleting by namespace needs to know
+    which host link is the end of a veth into which namespace.
+    """
+    kind = "teardown" if teardown else "setup"
+    intro = [
+        "Run as root. Same spec, same bytes: review this file, commit it, diff it.",
+        "Batch style: the commands of `netgen render` without --batch, grouped for speed",
+        "into one `ip -batch` for the host and one per namespace (run with nsenter).",
+        *preamble,
+    ]
+    if teardown:
+        intro.append("Removes only what carries this spec's mark (netgen:NAME); safe to re-run.")
+    else:
+        intro.append("Undo with: netgen render SPEC --batch --teardown (or netgen destroy SPEC).")
+    return (
+        _env()
+        .get_template("script-batch.sh.j2")
+        .render(
+            title=f"netgen {kind} script for spec {spec.name!r}",
+            spec=spec,
+            version=__version__,
+            dialect=dialect,
+            preamble=intro,
+            netns_dir=batch.NETNS_DIR,
+            stages=None if teardown else batch.stages(ops, dialect, firewall),
+            plan=batch.teardown(ops, dialect, firewall) if teardown else None,
+        )
+    )
+
+
 def group(ops: list[o.Op], dialect: str, firewall: str = "iptables") -> list[Group]:
-    """Consecutive ops from the same spec element share one comment."""
+    """Consecutive commands from the same spec element share one comment."""
     groups: list[Group] = []
     for op in ops:
-        comment = f"{op.loc.file}:{op.loc.line} {op.loc.path}" if op.loc.line else "netgen"
-        cmds = commands(op, dialect, firewall)
-        if groups and groups[-1].comment == comment:
-            groups[-1].cmds.extend(cmds)
-        else:
-            groups.append(Group(comment, list(cmds)))
+        for where, cmds in sections(op, dialect, firewall):
+            comment = where if isinstance(where, str) else _where(where)
+            if groups and groups[-1].comment == comment:
+                groups[-1].cmds.extend(cmds)
+            else:
+                groups.append(Group(comment, list(cmds)))
     return groups
+
+
+def _where(loc: m.Loc) -> str:
+    return f"{loc.file}:{loc.line} {loc.path}" if loc.line else "netgen"
 
 
 def shell(value: str | Iterable[str]) -> str:
@@ -89,9 +134,17 @@ def comment(value: object) -> str:
 
 
 def heredoc(value: str) -> str:
-    if any(line == HEREDOC_END for line in value.splitlines()):
-        raise ValueError(f"file content contains the heredoc end marker {HEREDOC_END}")
     return value if value.endswith("\n") else value + "\n"
+
+
+def heredoc_end(value: str) -> str:
+    """NETGEN_EOF, unless a line of the content is exactly that (`hostname: NETGEN_EOF`)."""
+    lines = set(value.splitlines())
+    end, n = HEREDOC_END, 1
+    while end in lines:
+        n += 1
+        end = f"{HEREDOC_END}_{n}"
+    return end
 
 
 def templates_dir() -> Path:
@@ -112,5 +165,6 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters.update(shell=shell, comment=comment, heredoc=heredoc)
+    env.filters.update(shell=shell, comment=comment, heredoc=heredoc, heredoc_end=heredoc_end)
+    env.filters["ipbatch"] = batch.batch_line  # ip's own batch-file quoting
     return env

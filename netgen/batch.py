@@ -1,0 +1,486 @@
+"""Group a dialect's commands into `ip -batch` runs: the plan behind `netgen render --batch`.
+
+Why: a plain script starts one process per command, and each `ip -n NS` or `ip netns
+exec NS` copies the whole mount table (one bind mount per namespace), so the cost per
+container grows with the number of containers. A batch script starts one `ip -batch`
+for the host and one `nsenter --net=/var/run/netns/NS ip -batch` per namespace (nsenter
+enters only the network namespace: constant cost), several namespaces at a time.
+
+Nothing here decides command syntax. A batch line is exactly the argv that
+`dialects.commands()` gives, without the prefix that picks the namespace (`ip`,
+`ip -n NS`, `ip netns exec NS ip`); any other command (brctl, install, iptables, nft)
+runs on its own, as in the plain script.
+
+Setup (`stages`): each command runs in one context, the host or a namespace, and
+touches resources, (namespace, device) pairs read off its `ip` line, or a whole
+namespace when the line names no device. Commands that share a resource keep their
+order: within a stage the host's commands run first, then every namespace's batch in
+parallel, so a command that depends on another namespace's (a veth created from inside
+one namespace into another) goes to a later stage. Commands that share nothing may
+run in any order, which keeps a chain of point-to-point links at two stages.
+
+Teardown (`teardown`): deleting a namespace removes every link in it, and the host
+end of each of its veths, in one step of the kernel's, where deleting the links one by
+one costs a lock round and an RCU wait each. So the namespaces that carry the spec's
+mark go first, in one batch; then everything else runs as in the plain teardown, each
+command under its guard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import ops as o
+from .dialects import NETNS_DIR, Cmd, sections
+from .errors import DialectError
+from .model import Loc
+
+#: A (namespace or None for the host, device or None for all of it) a command touches.
+Resource = tuple[str | None, str | None]
+ANY = None
+
+_HOST = "\0host"  # the host as a context key: never a namespace name
+
+
+@dataclass
+class Lines:
+    """Batch lines (argv without its prefix) under the spec line that asked for them."""
+
+    comment: str
+    lines: list[tuple[str, ...]] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """One `ip -batch`: the host's (netns None) or one namespace's, run with nsenter."""
+
+    netns: str | None
+    groups: list[Lines] = field(default_factory=list)
+
+    def add(self, comment: str, line: tuple[str, ...]) -> None:
+        if not self.groups or self.groups[-1].comment != comment:
+            self.groups.append(Lines(comment))
+        self.groups[-1].lines.append(line)
+
+    @property
+    def text(self) -> str:
+        """The heredoc's content, to pick a delimiter no line equals."""
+        return "\n".join(
+            f"# {g.comment}\n" + "\n".join(batch_line(line) for line in g.lines)
+            for g in self.groups
+        )
+
+
+@dataclass(frozen=True)
+class Single:
+    """A command run on its own, exactly as the plain script runs it."""
+
+    comment: str
+    cmd: Cmd
+
+
+@dataclass
+class Stage:
+    """The host's commands, in order, then every namespace's batch, in parallel."""
+
+    host: list[Batch | Single] = field(default_factory=list)
+    netns: list[Batch] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Step:
+    index: int
+    comment: str
+    cmd: Cmd
+    netns: str | None
+    line: tuple[str, ...] | None
+    stage: int
+
+
+# -- the ip -batch line and its quoting ---------------------------------------------------
+
+
+class BatchSyntaxError(ValueError):
+    """A token that `ip -batch` cannot read back as itself."""
+
+
+def batch_token(token: str) -> str:
+    """`token` as ip's batch reader (lib/utils.c: getcmdline, makeargs) reads it back.
+
+    That reader cuts a line at the first `#`, even inside quotes; joins a line ending
+    in a backslash to the next; splits on space, tab, CR and LF; and takes a word that
+    starts with `'` or `"` up to the next same quote, with no escapes. So a token with
+    `#`, a line break or a control character cannot be written at all (never the case
+    for a validated name), and one with blanks, quotes or a backslash is quoted with
+    the quote it does not contain.
+    """
+    if "#" in token or not token.isprintable():
+        raise BatchSyntaxError(f"ip -batch cannot carry the token {token!r}")
+    if token and not any(ch in " \t'\"\\" for ch in token):
+        return token
+    for quote in ('"', "'"):
+        if quote not in token:
+            return f"{quote}{token}{quote}"
+    raise BatchSyntaxError(f"ip -batch cannot quote a token with both quotes: {token!r}")
+
+
+def batch_line(args: tuple[str, ...] | list[str]) -> str:
+    return " ".join(batch_token(a) for a in args)
+
+
+def split(argv: tuple[str, ...]) -> tuple[str | None, tuple[str, ...] | None]:
+    """(the namespace a command runs in, None for the host; its batch line, or None).
+
+    The line is argv without `ip`, `ip -n NS` or `ip netns exec NS ip`. A command
+    that is not `ip OBJECT ...` (brctl, iptables, an `ip` with global options, or
+    `ip netns exec NS grep`) has no line and runs on its own.
+    """
+    if len(argv) < 2 or argv[0] != "ip":
+        return None, None
+    if argv[1] == "-n" and len(argv) >= 4:
+        return argv[2], _line(argv[3:])
+    if argv[1:3] == ("netns", "exec") and len(argv) >= 5:
+        inner = argv[4:]
+        return argv[3], _line(inner[1:]) if inner[0] == "ip" else None
+    return None, _line(argv[1:])
+
+
+def _line(args: tuple[str, ...]) -> tuple[str, ...] | None:
+    if not args or args[0].startswith("-"):
+        return None  # global options (-j, -force, ...) belong to one process, not a line
+    try:
+        batch_line(args)
+    except BatchSyntaxError:
+        return None
+    return args
+
+
+# -- what a command touches ----------------------------------------------------------------
+
+_TAKES_DEVICE = ("name", "dev", "master")
+_TAKES_VALUE = (
+    "mtu",
+    "type",
+    "address",
+    "alias",
+    "addrgenmode",
+    "mcast_snooping",
+    "group",
+    "txqueuelen",
+    "broadcast",
+)
+_FLAGS = ("up", "down")
+
+
+def touches(netns: str | None, line: tuple[str, ...] | None, op: o.Op) -> set[Resource]:
+    """The resources a command reads or changes; more than it needs is safe, fewer is not.
+
+    An `ip` line names its devices (`name`, `dev`, `master`, the bare device of
+    `link set X netns NS`) and the namespaces it reaches (`netns NS`); anything else,
+    or a command that is not a batch line, touches every device of its context and of
+    the namespaces its op is about.
+    """
+    if line is None:
+        return {(netns, ANY)} | {(n, ANY) for n in _op_netns(op)}
+    if line[0] == "netns" and len(line) == 3 and line[1] in ("add", "delete", "del"):
+        return {(line[2], ANY)}
+    if line[0] == "link" and len(line) > 2 and line[1] in ("add", "set", "delete", "del"):
+        found = _link_devices(netns, line[1], line[2:])
+        if found is not None:
+            return found
+    if line[0] in ("addr", "address", "route") and "dev" in line[:-1]:
+        return {(netns, line[line.index("dev") + 1])}
+    return {(netns, ANY)} | {(n, ANY) for n in _named_netns(line)}
+
+
+def _link_devices(netns: str | None, verb: str, args: tuple[str, ...]) -> set[Resource] | None:
+    """Devices of `link add/set/delete` per side (before/after `peer`); None: unsure."""
+    sides: list[tuple[list[str], list[str]]] = [([], [])]  # per side: devices, namespaces
+    out: set[Resource] = set()
+    i = 0
+    if verb == "set" and args and args[0] not in _TAKES_DEVICE:
+        sides[0][0].append(args[0])  # `link set X netns NS`: the device comes bare
+        i = 1
+    while i < len(args):
+        word = args[i]
+        if word == "peer" and verb == "add":
+            sides.append(([], []))
+            i += 1
+        elif word in (*_TAKES_DEVICE, "netns", *_TAKES_VALUE) and i + 1 < len(args):
+            value = args[i + 1]
+            if word == "master":
+                out.add((netns, value))
+            elif word == "netns":
+                sides[-1][1].append(value)
+            elif word in ("name", "dev"):
+                sides[-1][0].append(value)
+            i += 2
+        elif word in _FLAGS:
+            i += 1
+        else:
+            return None
+    for devices, namespaces in sides:
+        # `link add ... netns NS` creates the side in NS; `link set X netns NS` moves X
+        # there, so it is in both.
+        where = namespaces if verb == "add" and namespaces else [netns, *namespaces]
+        out |= {(ns, dev) for ns in where for dev in devices}
+    return out
+
+
+def _named_netns(line: tuple[str, ...]) -> set[str]:
+    return {line[i + 1] for i, word in enumerate(line[:-1]) if word == "netns"}
+
+
+def _op_netns(op: o.Op) -> set[str]:
+    """The namespaces an op is about, for commands whose argv does not say."""
+    match op:
+        case o.AddNetns(name=name) | o.AdoptNetns(name=name):
+            return {name}
+        case o.AddVeth(netns=a, peer_netns=b):
+            return {n for n in (a, b) if n is not None}
+        case o.LinkUp(netns=n) | o.AddAddress(netns=n) | o.AddRoute(netns=n):
+            return {n} if n is not None else set()
+    return set()
+
+
+# -- setup: stages --------------------------------------------------------------------------
+
+
+def stages(ops: list[o.Op], dialect: str = "iproute2", firewall: str = "iptables") -> list[Stage]:
+    """The setup ops' commands as stages: the host's in order, then the namespaces' batches.
+
+    A command goes to the earliest stage that runs it after every earlier command it
+    shares a resource with: later in the same stage if that one ran on the host or in
+    the same context, in the next stage if it ran in another namespace (or if this one
+    runs on the host after a namespace's). Host commands after the last namespace
+    command (the firewall, sysctls) go last, where the plain script has them.
+    """
+    steps: list[_Step] = []
+    clock = _Clock()
+    for op in ops:
+        for where, cmds in sections(op, dialect, firewall):
+            comment = describe(where)
+            for cmd in cmds:
+                netns, line = split(cmd.argv)
+                if netns is not None and (line is None or cmd.stdin is not None or cmd.guard):
+                    raise DialectError(
+                        type(op).__name__, dialect, f"cannot batch {' '.join(cmd.argv)!r}"
+                    )
+                here = _HOST if netns is None else netns
+                res = touches(netns, line, op)
+                stage = clock.earliest(here, res)
+                clock.mark(here, res, stage)
+                steps.append(_Step(len(steps), comment, cmd, netns, line, stage))
+    last_in_netns = max((s.index for s in steps if s.netns is not None), default=-1)
+    final = max((s.stage for s in steps), default=0) + 1
+    steps = [s if s.netns is not None or s.index < last_in_netns else _at(s, final) for s in steps]
+    return _layout(steps)
+
+
+class _Clock:
+    """The latest stage, per context, that touched each resource."""
+
+    def __init__(self) -> None:
+        self.device: dict[Resource, dict[str, int]] = {}
+        self.whole: dict[str | None, dict[str, int]] = {}  # the whole namespace
+        self.any_device: dict[str | None, dict[str, int]] = {}  # any one device in it
+
+    def earliest(self, here: str, res: set[Resource]) -> int:
+        stage = 1
+        for ns, dev in res:
+            tables = [self.whole.get(ns, {})]
+            tables.append(
+                self.any_device.get(ns, {}) if dev is ANY else self.device.get((ns, dev), {})
+            )
+            for table in tables:
+                for ctx, at in table.items():
+                    stage = max(stage, at + _after(ctx, here))
+        return stage
+
+    def mark(self, here: str, res: set[Resource], stage: int) -> None:
+        for ns, dev in res:
+            tables = [self.whole.setdefault(ns, {})]
+            if dev is not ANY:
+                tables = [self.device.setdefault((ns, dev), {}), self.any_device.setdefault(ns, {})]
+            for table in tables:
+                table[here] = max(table.get(here, 0), stage)
+
+
+def _after(earlier: str, later: str) -> int:
+    """0: `later` may run in the same stage as `earlier`; 1: it needs the next one."""
+    return 0 if earlier == later or earlier == _HOST else 1
+
+
+def _at(step: _Step, stage: int) -> _Step:
+    return _Step(step.index, step.comment, step.cmd, step.netns, step.line, stage)
+
+
+def _layout(steps: list[_Step]) -> list[Stage]:
+    """Stages in order, skipping empty ones; within one, commands in spec order."""
+    out: list[Stage] = []
+    for number in sorted({s.stage for s in steps}):
+        stage = Stage()
+        jobs: dict[str, Batch] = {}
+        for s in steps:
+            if s.stage != number:
+                continue
+            if s.netns is not None:
+                assert s.line is not None
+                jobs.setdefault(s.netns, Batch(s.netns)).add(s.comment, s.line)
+            elif s.line is None or s.cmd.stdin is not None or s.cmd.guard is not None:
+                stage.host.append(Single(s.comment, s.cmd))
+            else:
+                tail = stage.host[-1] if stage.host else None
+                if not isinstance(tail, Batch):
+                    tail = Batch(None)
+                    stage.host.append(tail)
+                tail.add(s.comment, s.line)
+        stage.netns = list(jobs.values())
+        out.append(stage)
+    return out
+
+
+def describe(where: Loc | str) -> str:
+    """The comment naming the spec line (as the plain script writes it)."""
+    if isinstance(where, str):
+        return where
+    return f"{where.file}:{where.line} {where.path}" if where.line else "netgen"
+
+
+# -- teardown ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A namespace deleted in the one batch if `guard` passes; `host_links` go with it."""
+
+    comment: str
+    netns: str
+    guard: tuple[str, ...]
+    line: tuple[str, ...]
+    host_links: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A command on a link inside `netns`, run (before the batch) only if netns stays."""
+
+    comment: str
+    netns: str
+    cmd: Cmd
+
+
+@dataclass
+class Teardown:
+    drops: list[Drop] = field(default_factory=list)
+    kept: list[Kept] = field(default_factory=list)
+    rest: list[tuple[str, list[Cmd]]] = field(default_factory=list)
+
+
+def teardown(ops: list[o.Op], dialect: str = "iproute2", firewall: str = "iptables") -> Teardown:
+    """Plan the removal of what `ops` (the setup ops) build; see the module docstring.
+
+    The setup ops, not their inverses, because deleting by namespace needs to know
+    which host link is the end of a veth into which namespace.
+    """
+    host_links: dict[str, list[str]] = {}
+    for op in ops:
+        if isinstance(op, o.AddVeth):
+            for end, here, there in (
+                (op.name, op.netns, op.peer_netns),
+                (op.peer, op.peer_netns, op.netns),
+            ):
+                if here is None and there is not None:
+                    host_links.setdefault(there, []).append(end)
+    drops: list[Drop] = []
+    others: list[Kept | tuple[str, Cmd]] = []  # in teardown order
+    for op in o.teardown(ops):
+        for where, cmds in sections(op, dialect, firewall):
+            comment = describe(where)
+            drop = _drop(op, cmds, comment, host_links)
+            if drop is not None:
+                drops.append(drop)
+            elif isinstance(op, o.DelVeth) and op.netns is not None:
+                others += [Kept(comment, op.netns, fast_guard(c)) for c in cmds]
+            else:
+                others += [(comment, fast_guard(c)) for c in cmds]
+    if not drops:  # no namespace goes: every link is deleted in teardown order
+        return Teardown(
+            rest=_grouped([(x.comment, x.cmd) if isinstance(x, Kept) else x for x in others])
+        )
+    kept = [x for x in others if isinstance(x, Kept)]
+    return Teardown(drops, kept, _grouped([x for x in others if not isinstance(x, Kept)]))
+
+
+def _grouped(cmds: list[tuple[str, Cmd]]) -> list[tuple[str, list[Cmd]]]:
+    out: list[tuple[str, list[Cmd]]] = []
+    for comment, cmd in cmds:
+        if out and out[-1][0] == comment:
+            out[-1][1].append(cmd)
+        else:
+            out.append((comment, [cmd]))
+    return out
+
+
+def _drop(op: o.Op, cmds: list[Cmd], comment: str, host_links: dict[str, list[str]]) -> Drop | None:
+    if not isinstance(op, o.DelNetns) or len(cmds) != 1:
+        return None
+    (cmd,) = cmds
+    netns, line = split(cmd.argv)
+    if netns is not None or line is None or cmd.guard is None or cmd.stdin is not None:
+        return None
+    guard = fast_guard(cmd).guard
+    assert guard is not None
+    return Drop(comment, op.name, guard, line, tuple(host_links.get(op.name, ())))
+
+
+def fast_guard(cmd: Cmd) -> Cmd:
+    """`cmd` with its ownership check done without a process (or mount namespace) per object.
+
+    The dialects check a mark with `grep -qsx MARK /sys/class/net/DEV/ifalias`, in a
+    namespace through `ip netns exec`, whose cost grows with the number of namespaces.
+    The script's helpers do the same check: `netgen_marked FILE MARK` reads the file in
+    bash; `netgen_marked_in NETNS DEV MARK` reads DEV's alias through `nsenter` and
+    `ip -j`. Both compare the whole line, as -x does (and, unlike grep's regex, take a
+    `.` in the mark literally).
+    """
+    guard = cmd.guard
+    if guard is None:
+        return cmd
+    match guard:
+        case ("grep", "-qsx", mark, path) if _alias_dev(path):
+            new: tuple[str, ...] = ("netgen_marked", path, mark)
+        case ("ip", "netns", "exec", netns, "grep", "-qsx", mark, path) if _alias_dev(path):
+            new = ("netgen_marked_in", netns, _alias_dev(path), mark)
+        case _:
+            return cmd
+    return Cmd(cmd.argv, cmd.stdin, new)
+
+
+def _alias_dev(path: str) -> str:
+    """DEV of /sys/class/net/DEV/ifalias, or ''."""
+    head, tail = "/sys/class/net/", "/ifalias"
+    if path.startswith(head) and path.endswith(tail):
+        dev = path[len(head) : -len(tail)]
+        if dev and "/" not in dev:
+            return dev
+    return ""
+
+
+__all__ = [
+    "NETNS_DIR",
+    "Batch",
+    "BatchSyntaxError",
+    "Drop",
+    "Kept",
+    "Lines",
+    "Single",
+    "Stage",
+    "Teardown",
+    "batch_line",
+    "batch_token",
+    "split",
+    "stages",
+    "teardown",
+    "touches",
+]
