@@ -351,6 +351,40 @@ LINK = Table(
     ),
 )
 
+CHECK_PORT_T = Named(
+    "check_port",
+    Either((Int(1, 65535), Str(EXPOSE_STRICT))),
+    "The port to probe, PORT or PORT/tcp|udp (tcp when not said); without one, a ping.",
+    ("5432/tcp", "53/udp", 80),
+)
+
+CHECK = Table(
+    "check",
+    "A reachability claim `netgen check` tests on the live host: FROM reaches TO, or not.",
+    (
+        Key("from", NAME_T, "The container the probe starts in.", required=True),
+        Key(
+            "to",
+            Named(
+                "check_target",
+                Either((NAME_T, IP_T)),
+                "A container (its address on a bridge or link it shares with FROM), outside "
+                "(the top-level `outside` address) or an IP address.",
+                ("db", "outside", "198.51.100.7"),
+            ),
+            "What the probe goes to.",
+            required=True,
+        ),
+        Key("port", CHECK_PORT_T, "Connect to this port (tcp or udp); without it: ping."),
+        Key(
+            "expect",
+            Enum(("open", "blocked")),
+            "open: it answers; blocked: it does not.",
+            default="open",
+        ),
+    ),
+)
+
 TOP = Table(
     "spec",
     "A netgen spec: the container network to build.",
@@ -360,6 +394,13 @@ TOP = Table(
         Key("bridges", Map(Str(IFNAME, exclude=NOT_IFNAMES), BRIDGE), "Linux bridges, by name."),
         Key("containers", Map(Str(NAME), CONTAINER), "Network namespaces, by name."),
         Key("links", Seq(LINK), "Point-to-point veth pairs between two containers."),
+        Key(
+            "outside",
+            IP_T,
+            "The address `to: outside` checks probe: a host beyond every bridge. Never guessed: "
+            "a probe sends real traffic to it.",
+        ),
+        Key("checks", Seq(CHECK), "Reachability claims that `netgen check` tests."),
     ),
 )
 
@@ -370,3 +411,4 @@ INTERFACE_KEYS = INTERFACE.names
 ROUTE_KEYS = ROUTE.names
 LINK_KEYS = LINK.names
 DNS_KEYS = DNS.names
+CHECK_KEYS = CHECK.names

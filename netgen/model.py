@@ -154,6 +154,29 @@ class Link:
     loc: Loc = field(default=NOWHERE, compare=False)
 
 
+Expect = Literal["open", "blocked"]
+Target = Literal["container", "outside", "address"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A `checks:` entry: `src` reaches `dst` (or, expect blocked, does not).
+
+    `dst` is as written; `kind` says what it names. `address` is set for `outside`
+    and for an address; a container's address depends on where the probe starts
+    from, so `check.py` picks it.
+    """
+
+    src: str
+    dst: str
+    kind: Target
+    address: IPAddress | None = None
+    port: int | None = None  # None: ping
+    proto: Proto = "tcp"
+    expect: Expect = "open"
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+
 @dataclass(frozen=True)
 class Spec:
     name: str
@@ -162,6 +185,8 @@ class Spec:
     bridges: tuple[Bridge, ...] = ()
     containers: tuple[Container, ...] = ()
     links: tuple[Link, ...] = ()
+    checks: tuple[Check, ...] = ()
+    outside: IPAddress | None = None  # what `to: outside` checks probe
 
     def bridge(self, name: str) -> Bridge:
         return next(b for b in self.bridges if b.name == name)

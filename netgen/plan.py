@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network, ip_interface
 from typing import Any, Literal
 
 from . import firewall as fw
@@ -61,6 +61,7 @@ def plan(
     recorded: Iterable[o.Op] = (),
     firewall: str = "iptables",
     old_firewall: str | None = None,
+    offline: bool = False,
 ) -> Plan:
     """Steps that take `host` from what it is to `desired`, removing the rest of `old`.
 
@@ -68,10 +69,24 @@ def plan(
     `crashed`: `old` comes from a run that did not finish, so unmarked objects it
     names are its half-built leftovers. `recorded`: ops netgen's record proves it
     applied (a file there is ours even if someone edited it). `host` must hold the
-    outcome of `probes(desired, old, ...)` for the ops `ip` cannot see.
+    outcome of `probes(desired, old, ...)` for the ops `ip` cannot see. `offline`:
+    `host` is a model (see `simulated`), not this machine: nothing live is consulted.
     """
     planner = _Planner(host, owner, crashed, list(recorded), firewall, old_firewall or firewall)
+    planner.offline = offline
     return planner.run(desired, old)
+
+
+def simulated(ops: Iterable[o.Op], owner: str, host: Host, *, firewall: str = "iptables") -> Host:
+    """`host` as the planner models it once `ops` have run on it (for an offline plan:
+    a migration between two versions of a spec). The probes of opaque ops answer yes."""
+    planner = _Planner(host, owner, False, [], firewall, firewall)
+    for op in ops:
+        planner.simulate(op)
+        if _opaque(op):
+            for argv in [*(_effect(op, firewall) or []), *_presence(op, firewall)]:
+                host.probed[argv] = True
+    return host
 
 
 def probes(
@@ -206,6 +221,7 @@ class _Planner:
             (op.name, _proc_netns(op.pid)) for op in recorded if isinstance(op, o.AdoptNetns)
         }
         self.out = Plan()
+        self.offline = False  # a modelled host: ask nothing of this machine
 
     def run(self, desired: list[o.Op], old: list[o.Op]) -> Plan:
         self.remove_stale(units(old), units(desired))
@@ -302,7 +318,7 @@ class _Planner:
                 if ns is not None and ns.kind == "symlink" and ns.target == target:
                     if ns.reachable and ns.mark == self.mark:
                         return "ok"
-                problem = _adoptable(pid)
+                problem = None if self.offline else _adoptable(pid)
                 if problem is not None:
                     return self.refuse(op, problem)
                 if ns is None:
@@ -530,7 +546,8 @@ class _Planner:
                 routes = host.routes_in(op.netns)
                 if routes is not None:
                     via = str(op.via) if op.via is not None else None
-                    routes.append(Route(_route_dst(op.to), via, op.dev))
+                    out = op.dev or _gateway_dev(host, op.netns, op.via)
+                    routes.append(Route(_route_dst(op.to), via, out))
             case o.MakeDir(path=path):
                 host.files[path] = None
             case o.WriteFile(path=path, content=content):
@@ -596,6 +613,17 @@ def _adoptable(pid: int) -> str | None:
 
 def _route_dst(to: str) -> IPv4Network:
     return IPv4Network("0.0.0.0/0" if to == "default" else to, strict=False)
+
+
+def _gateway_dev(host: Host, netns: str | None, via: IPv4Address | None) -> str | None:
+    """The link the kernel sends a `via`-only route through (the one on the gateway's
+    network), so that the modelled route goes away with that link, as the real one does."""
+    if via is None:
+        return None
+    for link in (host.links_in(netns) or {}).values():
+        if any(via in ip_interface(address).network for address in link.addresses):
+            return link.name
+    return None
 
 
 def _route_matches(op: o.AddRoute, route: Route) -> bool:

@@ -32,6 +32,8 @@ NOT_EXPRESSED = (
     "a CIDR must have no host bits set",
     "a route's dev must be one of the container's interfaces",
     "at most 1023 interfaces on one bridge",
+    "checks: from and to must name declared containers, a container probed must have an "
+    "address; to: outside needs outside:, which must lie beyond every bridge",
 )
 
 

@@ -28,6 +28,7 @@ from . import model as m
 from .errors import UsageError
 from .fields import (  # the key lists and patterns, shared with the JSON Schema
     BRIDGE_KEYS,
+    CHECK_KEYS,
     CONTAINER_KEYS,
     DNS_KEYS,
     DNS_OPTION_RE,
@@ -134,6 +135,17 @@ class _Link:
 
 
 @dataclass
+class _Check:
+    src: str
+    src_node: Node
+    dst: str
+    dst_node: Node
+    port: m.Exposed | None
+    expect: m.Expect
+    loc: m.Loc
+
+
+@dataclass
 class _Draft:
     name: str | None
     name_node: Node | None
@@ -142,6 +154,9 @@ class _Draft:
     containers: list[_Container] = field(default_factory=list)
     declared_containers: set[str] = field(default_factory=set)
     links: list[_Link] = field(default_factory=list)
+    outside: m.IPAddress | None = None
+    outside_node: Node | None = None
+    checks: list[_Check] = field(default_factory=list)
 
 
 class _Reader:
@@ -192,6 +207,14 @@ class _Reader:
                 link = self.link(lnode, f"links[{i}]")
                 if link is not None:
                     draft.links.append(link)
+        if "outside" in top:
+            draft.outside_node = top["outside"][1]
+            draft.outside = self.ip(draft.outside_node, "outside")
+        if "checks" in top:
+            for i, cnode in enumerate(self.src.sequence(top["checks"][1], "checks") or ()):
+                check = self.check(cnode, f"checks[{i}]")
+                if check is not None:
+                    draft.checks.append(check)
         return draft
 
     # -- scalars with patterns -------------------------------------------------
@@ -662,6 +685,44 @@ class _Reader:
                     return None
         return link
 
+    # -- checks -------------------------------------------------------------
+
+    def check(self, node: Node, path: str) -> _Check | None:
+        keys = self.src.mapping(node, path, CHECK_KEYS)
+        if keys is None:
+            return None
+        for key in ("from", "to"):
+            if key not in keys:
+                self.src.error(node, join(path, key), f"missing required key '{key}'")
+        src = dst = None
+        if "from" in keys:
+            src = self.name(keys["from"][1], join(path, "from"), NAME_RE, "container name")
+        if "to" in keys:
+            dst = self.src.string(keys["to"][1], join(path, "to"))
+        port = None
+        if "port" in keys:
+            port = self.expose(keys["port"][1], join(path, "port"))
+        expect: str | None = "open"
+        if "expect" in keys:
+            enode = keys["expect"][1]
+            expect = self.src.string(enode, join(path, "expect"))
+            if expect is not None and expect not in ("open", "blocked"):
+                self.src.error(
+                    enode, join(path, "expect"), f"expected open or blocked, got {expect!r}"
+                )
+                expect = None
+        if src is None or dst is None or expect is None or ("port" in keys and port is None):
+            return None
+        return _Check(
+            src,
+            keys["from"][1],
+            dst,
+            keys["to"][1],
+            port,
+            cast(m.Expect, expect),
+            self.loc(node, path),
+        )
+
 
 def _at(node: Node, key: str) -> Node:
     """The value of `key` in a mapping node, to point an error at it; else the node."""
@@ -741,10 +802,19 @@ class _Resolver:
                 )
             )
         self.bridge_ports(d.bridges, ifaces)
+        self.check_outside(bridges, links)
+        checks = self.checks(containers, links)
         if self.src.diagnostics:
             return None
         return m.Spec(
-            name, self.file, self.sha256, tuple(bridges.values()), tuple(containers), tuple(links)
+            name,
+            self.file,
+            self.sha256,
+            tuple(bridges.values()),
+            tuple(containers),
+            tuple(links),
+            tuple(checks),
+            d.outside,
         )
 
     # -- bridges --------------------------------------------------------------
@@ -1245,6 +1315,98 @@ class _Resolver:
             else:
                 out.append(ref)
         return tuple(out)
+
+    # -- checks -------------------------------------------------------------------
+
+    def check_outside(self, bridges: dict[str, m.Bridge], links: list[m.Link]) -> None:
+        """`outside` stands for a host beyond this one: never the spec's own addresses."""
+        address, node = self.draft.outside, self.draft.outside_node
+        if address is None or node is None:
+            return
+        why = None
+        if address.is_loopback or address.is_unspecified or address.is_multicast:
+            why = f"{address} is not the address of another host"
+        for bridge in bridges.values():
+            if address in bridge.subnet:
+                why = f"{address} is inside bridge {bridge.name}'s subnet {bridge.subnet}"
+        for link in links:
+            for ep in (link.a, link.b):
+                if ep.address is not None and address == ep.address.ip:
+                    why = f"{address} is the address of {ep.container}'s {ep.ifname}"
+        if why is not None:
+            self.src.error(node, "outside", f"{why}; outside must be beyond every bridge")
+
+    def checks(self, containers: list[m.Container], links: list[m.Link]) -> list[m.Check]:
+        """References of `checks:`; a container probed must have an address to probe."""
+        by_name = {c.name: c for c in containers}
+        linked = {ep.container for link in links for ep in (link.a, link.b) if ep.address}
+        out = []
+        for ch in self.draft.checks:
+            path = ch.loc.path
+            ok = True
+            if ch.src not in by_name:
+                ok = False
+                if ch.src not in self.draft.declared_containers:  # else: reported
+                    self.src.error(
+                        ch.src_node,
+                        f"{path}.from",
+                        f"no container named {ch.src!r}{_hint(ch.src, by_name)}",
+                    )
+            kind: m.Target = "container"
+            address: m.IPAddress | None = None
+            if ch.dst in by_name:
+                target = by_name[ch.dst]
+                owner = by_name.get(target.share or "", target)
+                if owner.address is None and owner.name not in linked:
+                    ok = False
+                    why = (
+                        "uses the host's network: it has no address of its own to probe; "
+                        "give a host address instead"
+                        if target.mode == "host"
+                        else "has no address on a bridge or link to probe"
+                    )
+                    self.src.error(ch.dst_node, f"{path}.to", f"container {ch.dst} {why}")
+            elif ch.dst in self.draft.declared_containers:
+                ok = False  # invalid, and reported
+            elif ch.dst == "outside":
+                kind, address = "outside", self.draft.outside
+                if address is None:
+                    ok = False
+                    if self.draft.outside_node is None:  # else: its error is reported
+                        self.src.error(
+                            ch.dst_node,
+                            f"{path}.to",
+                            "'to: outside' needs the top-level key 'outside: ADDRESS', a host "
+                            "beyond every bridge (netgen never guesses one: the probe sends "
+                            "real traffic there)",
+                        )
+            else:
+                try:
+                    kind, address = "address", ip_address(ch.dst)
+                except ValueError:
+                    ok = False
+                    self.src.error(
+                        ch.dst_node,
+                        f"{path}.to",
+                        f"no container named {ch.dst!r}{_hint(ch.dst, by_name)}; "
+                        "'to' takes a container, outside or an IP address",
+                    )
+            if not ok:
+                continue
+            port = ch.port
+            out.append(
+                m.Check(
+                    ch.src,
+                    ch.dst,
+                    kind,
+                    address,
+                    port.port if port is not None else None,
+                    port.proto if port is not None else "tcp",
+                    ch.expect,
+                    ch.loc,
+                )
+            )
+        return out
 
 
 def _misfit(address: IPv4Address, bridge: m.Bridge) -> str | None:

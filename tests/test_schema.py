@@ -86,6 +86,12 @@ GOOD: dict[str, Any] = {
         "b": {"network": "none"},
     },
     "links": [{"endpoints": ["a:p2p0", "b:p2p0"], "addresses": ["10.2.0.1/32", "10.2.0.2/32"]}],
+    "outside": "198.51.100.7",
+    "checks": [
+        {"from": "web", "to": "db", "port": "5432/tcp", "expect": "open"},
+        {"from": "b", "to": "10.2.0.1"},
+        {"from": "web", "to": "outside", "port": 53},
+    ],
 }
 
 # Where each table of fields.py sits in GOOD.
@@ -97,12 +103,14 @@ LOCATIONS: dict[str, Path_] = {
     "route": ("containers", "web", "routes", 0),
     "link": ("links", 0),
     "dns": ("containers", "web", "dns"),
+    "check": ("checks", 0),
 }
 
 WEB: Path_ = ("containers", "web")
 DB_IF: Path_ = ("containers", "db", "interfaces", 1)
 ROUTE: Path_ = ("containers", "web", "routes", 0)
 LINK: Path_ = ("links", 0)
+CHECK: Path_ = ("checks", 0)
 
 BAD: list[tuple[str, Path_, Any]] = [
     # unknown keys, in every table
@@ -113,6 +121,7 @@ BAD: list[tuple[str, Path_, Any]] = [
     ("unknown-route-key", (*ROUTE, "gw"), "10.0.0.1"),
     ("unknown-link-key", (*LINK, "mtu"), 1400),
     ("unknown-dns-key", (*WEB, "dns", "domain"), "example.test"),
+    ("unknown-check-key", (*CHECK, "proto"), "tcp"),
     # wrong types
     ("bridges-a-list", ("bridges",), ["br0"]),
     ("container-null", ("containers", "lonely"), None),
@@ -187,6 +196,14 @@ BAD: list[tuple[str, Path_, Any]] = [
     ("route-without-via-or-dev", (*ROUTE, "via"), DELETE),
     ("interfaces-and-address", ("containers", "db", "address"), "10.0.0.12"),
     ("interfaces-and-mac", ("containers", "db", "mac"), "02:00:00:00:00:09"),
+    # checks
+    ("check-expect-maybe", (*CHECK, "expect"), "maybe"),
+    ("check-port-sctp", (*CHECK, "port"), "80/sctp"),
+    ("check-port-0", (*CHECK, "port"), 0),
+    ("check-from-with-a-space", (*CHECK, "from"), "my web"),
+    ("check-to-with-a-space", (*CHECK, "to"), "my db"),
+    ("check-to-missing", (*CHECK, "to"), DELETE),
+    ("outside-not-an-ip", ("outside",), "somewhere"),
 ]
 
 VALID: list[tuple[str, Path_, Any]] = [
@@ -218,6 +235,12 @@ VALID: list[tuple[str, Path_, Any]] = [
     ("empty-lists", ("links",), []),
     ("mtu-68", ("bridges", "br0", "mtu"), 68),
     ("mtu-65535", ("bridges", "br0", "mtu"), 65535),
+    ("check-to-an-address", (*CHECK, "to"), "10.0.0.99"),
+    ("check-to-ipv6", (*CHECK, "to"), "2001:db8::1"),
+    ("check-port-udp-upper-case", (*CHECK, "port"), "53/UDP"),
+    ("check-blocked", (*CHECK, "expect"), "blocked"),
+    ("check-ping", (*CHECK, "port"), DELETE),
+    ("outside-ipv6", ("outside",), "2001:db8::7"),
 ]
 
 
