@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -19,9 +20,24 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from . import __version__, execute, graph, lower, ops, render, schema, spec
+from . import (
+    __version__,
+    check,
+    execute,
+    golden,
+    graph,
+    lower,
+    migrate,
+    model,
+    ops,
+    render,
+    schema,
+    spec,
+)
 from . import plan as planner
 from .errors import HostError, NetgenError, SpecError, UsageError
+from .sandbox import SandboxUnavailable
+from .trial import Trial
 
 app = typer.Typer(
     name="netgen",
@@ -32,6 +48,10 @@ app = typer.Typer(
         "  netgen validate specs/walkthrough.yaml\n\n"
         "  netgen render specs/walkthrough.yaml -o setup.sh\n\n"
         "  netgen render specs/walkthrough.yaml --dialect brctl --teardown\n\n"
+        "  netgen render --from old.yaml new.yaml -o migrate.sh\n\n"
+        "  netgen check specs/walkthrough.yaml\n\n"
+        "  netgen try specs/walkthrough.yaml\n\n"
+        "  netgen render specs/walkthrough.yaml --check scripts/setup.sh\n\n"
         "  netgen ops specs/walkthrough.yaml | jq ."
     ),
     no_args_is_help=True,
@@ -115,8 +135,34 @@ def render_cmd(
             "namespace, namespaces in parallel (NETGEN_JOBS at a time).",
         ),
     ] = False,
+    from_spec: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            metavar="OLD",
+            help="Render a migration: only the changes that turn a host built from OLD "
+            "(same spec name) into SPEC; removals first. Not with --teardown or --batch.",
+        ),
+    ] = None,
+    golden_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--check",
+            metavar="FILE",
+            help="Golden mode: exit 0 if FILE is byte for byte the script rendered now "
+            "(same options), else print a unified diff and exit 1.",
+        ),
+    ] = None,
+    update: Annotated[
+        bool,
+        typer.Option("--update", help="With --check: rewrite FILE (mode 0755) if it differs."),
+    ] = False,
 ) -> None:
     """Print the bash script that builds (or with --teardown, removes) the network."""
+    _golden_usage(golden_file, update, output, from_spec)
+    if from_spec is not None:
+        _render_migration(from_spec, spec_file, dialect, firewall, output, teardown, batch)
+        return
     s = spec.load(spec_file)
     built = lower.lower(s)
     todo = ops.teardown(built) if teardown else built
@@ -128,6 +174,73 @@ def render_cmd(
         script = render.render(
             s, todo, dialect=dialect.value, firewall=firewall.value, teardown=teardown
         )
+    if golden_file is not None:
+        flags = [f"--dialect={dialect.value}"] * (dialect != Dialect.iproute2)
+        flags += [f"--firewall={firewall.value}"] * (firewall != Firewall.iptables)
+        flags += ["--teardown"] * teardown + ["--batch"] * batch
+        _golden(golden_file, script, update, [str(spec_file), *flags])
+        return
+    if output is None:
+        sys.stdout.write(script)
+    else:
+        _write_atomically(output, script, 0o755)
+
+
+def _golden_usage(
+    golden_file: Path | None, update: bool, output: Path | None, from_spec: Path | None
+) -> None:
+    if golden_file is None:
+        if update:
+            raise UsageError("--update rewrites the file given to --check: give --check FILE")
+        return
+    if output is not None:
+        raise UsageError("--check compares with FILE, -o writes one: give only one of them")
+    if from_spec is not None:
+        raise UsageError("--check does not take --from: a migration script is not kept")
+
+
+def _golden(path: Path, script: str, update: bool, args: list[str]) -> None:
+    """Golden mode: the diff is the product (stdout); exit 1 while FILE is stale."""
+    changes = golden.diff(golden.read(path), script, str(path))
+    if not changes:
+        print(f"netgen: {path} is up to date", file=sys.stderr)
+        return
+    if update:
+        _write_atomically(path, script, 0o755)
+        print(f"netgen: updated {path}", file=sys.stderr)
+        return
+    sys.stdout.write(changes)
+    again = shlex.join(["netgen", "render", *args, "--check", str(path), "--update"])
+    print(
+        f"netgen: {path} is not what netgen renders now (diff above); if the change is "
+        f"meant, update it with: {again}",
+        file=sys.stderr,
+    )
+    raise typer.Exit(1)
+
+
+def _render_migration(
+    old_file: Path,
+    new_file: Path,
+    dialect: Dialect,
+    firewall: Firewall,
+    output: Path | None,
+    teardown: bool,
+    batch: bool,
+) -> None:
+    for flag, given in (("--teardown", teardown), ("--batch", batch)):
+        if given:
+            raise UsageError(
+                f"--from and {flag} cannot be combined: a migration is its own script "
+                f"(to remove the network, render {new_file} --teardown)"
+            )
+    old, new = spec.load(old_file), spec.load(new_file)
+    result = migrate.migrate(old, new, firewall=firewall.value)
+    script = render.render_migration(
+        old, new, migrate.ops(result), dialect=dialect.value, firewall=firewall.value
+    )
+    if not result.steps:
+        print(f"netgen: nothing to do: {old.file} and {new.file} build the same", file=sys.stderr)
     if output is None:
         sys.stdout.write(script)
     else:
@@ -153,6 +266,17 @@ DryRun = Annotated[
 ]
 
 
+Subprocess = Annotated[
+    bool,
+    typer.Option(
+        "--subprocess",
+        help="Run every command as its own process, as the rendered script does, instead "
+        "of sending the `ip` commands as netlink requests from netgen itself (the "
+        "default, and much faster). The same commands, the same result.",
+    ),
+]
+
+
 @app.command("apply")
 def apply_cmd(
     spec_file: SpecArg,
@@ -161,11 +285,22 @@ def apply_cmd(
         Dialect, typer.Option(help="iproute2 (modern ip) or brctl (the chapter's style).")
     ] = Dialect.iproute2,
     firewall: FirewallOpt = Firewall.iptables,
+    run_checks: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Then run the spec's checks (as netgen check does) and print their table; "
+            "exit 1 if one fails. The network stays applied either way.",
+        ),
+    ] = False,
+    use_subprocess: Subprocess = False,
 ) -> None:
     """Build the network on this host (root): only what is missing; all or nothing."""
+    if run_checks and dry_run:
+        raise UsageError("--check needs a real apply: it probes the network; not with --dry-run")
     s = spec.load(spec_file)
     built = lower.lower(s)
-    runner = execute.DryRunRunner() if dry_run else execute.RealRunner()
+    runner = execute.DryRunRunner(fast=not use_subprocess) if dry_run else None
     with _progress(f"apply {s.name}", not dry_run) as progress:
         done = execute.apply(
             s,
@@ -174,13 +309,56 @@ def apply_cmd(
             firewall=firewall.value,
             runner=runner,
             progress=progress,
+            fast=not use_subprocess,
         )
     _report(done, dry_run, f"spec {s.name!r} applied", f"spec {s.name!r} is already applied")
+    if run_checks:
+        _check(s, implied=True, as_json=False, timeout=check.TIMEOUT)
+
+
+@app.command("check")
+def check_cmd(
+    spec_file: SpecArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    no_implied: Annotated[
+        bool,
+        typer.Option(
+            "--no-implied",
+            help="Only the spec's own checks:, not those netgen derives (gateways, links, "
+            "icc, exposed and published ports).",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(min=0.1, max=30, help="Seconds each probe waits for an answer."),
+    ] = check.TIMEOUT,
+) -> None:
+    """Probe the applied network (root): does each container reach what it should, and only
+    that? Prints a table (from, to, what, expected, got, ok); exit 1 if a check fails."""
+    _check(spec.load(spec_file), implied=not no_implied, as_json=as_json, timeout=timeout)
+
+
+def _check(s: model.Spec, *, implied: bool, as_json: bool, timeout: float) -> None:
+    if os.geteuid() != 0:
+        raise HostError("netgen check must run as root: its probes enter network namespaces")
+    results = check.run(check.compile(s, implied=implied), timeout=timeout)
+    if as_json:
+        json.dump(check.to_json(s, results), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(check.table(results))
+    sys.stdout.flush()
+    print(f"netgen: spec {s.name!r}: {check.summary(results)}", file=sys.stderr)
+    if check.failed(results):
+        raise typer.Exit(1)
 
 
 @app.command("destroy")
 def destroy_cmd(
-    spec_file: SpecArg, dry_run: DryRun = False, firewall: FirewallOpt = Firewall.iptables
+    spec_file: SpecArg,
+    dry_run: DryRun = False,
+    firewall: FirewallOpt = Firewall.iptables,
+    use_subprocess: Subprocess = False,
 ) -> None:
     """Remove what apply built for this spec, and nothing else.
 
@@ -189,9 +367,16 @@ def destroy_cmd(
     """
     s = spec.load(spec_file)
     built = lower.lower(s)
-    runner = execute.DryRunRunner() if dry_run else execute.RealRunner()
+    runner = execute.DryRunRunner(fast=not use_subprocess) if dry_run else None
     with _progress(f"destroy {s.name}", not dry_run) as progress:
-        done = execute.destroy(s, built, firewall=firewall.value, runner=runner, progress=progress)
+        done = execute.destroy(
+            s,
+            built,
+            firewall=firewall.value,
+            runner=runner,
+            progress=progress,
+            fast=not use_subprocess,
+        )
     _report(done, dry_run, f"spec {s.name!r} destroyed", f"spec {s.name!r} is not applied")
 
 
@@ -233,6 +418,86 @@ def plan_cmd(
             print(f"netgen: {note}", file=sys.stderr)
     if result.refusals:
         raise HostError("apply would refuse:\n" + "\n".join(f"  {r}" for r in result.refusals))
+
+
+@app.command("try")
+def try_cmd(
+    spec_file: SpecArg,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep",
+            help="After the checks, keep the sandbox until Enter (or Ctrl-C) here; "
+            "prints the nsenter command that enters it.",
+        ),
+    ] = False,
+    shell: Annotated[
+        bool,
+        typer.Option(
+            "--shell",
+            help="After the checks, open a shell inside the sandbox, the network built "
+            "(`ip netns exec web ...` works); leaving it tears everything down.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    dialect: Annotated[
+        Dialect, typer.Option(help="iproute2 (modern ip) or brctl (the chapter's style).")
+    ] = Dialect.iproute2,
+    firewall: FirewallOpt = Firewall.iptables,
+    timeout: Annotated[
+        float,
+        typer.Option(min=0.1, max=30, help="Seconds each probe waits for an answer."),
+    ] = check.TIMEOUT,
+) -> None:
+    """Build the spec in a throw-away sandbox, prove it with its checks, tear it all down.
+
+    The sandbox is a private network + mount namespace (as root, or in an unprivileged
+    user namespace): this host's interfaces, namespaces and firewall are never touched.
+    Uplinks, external bridges and the checks' outside host are played by stand-ins.
+    Exit 0 if every check passed, 1 if one failed (or apply or destroy did), 2 if the
+    spec is wrong.
+    """
+    if keep and shell:
+        raise UsageError("--keep or --shell, not both: --shell keeps it while the shell runs")
+    if shell and as_json:
+        raise UsageError("--json and --shell do not mix: the shell would write into the JSON")
+
+    def log(text: str) -> None:
+        print(f"netgen: {text}", file=sys.stderr, flush=True)
+
+    try:
+        trial = Trial.start(spec_file, dialect=dialect.value, firewall=firewall.value, log=log)
+    except SandboxUnavailable as exc:
+        raise HostError(f"netgen try cannot make its sandbox here: {exc}") from exc
+    with trial:
+        report = trial.check(timeout=timeout)
+        if as_json:
+            data = report.to_json()
+            data["sandbox"] = "user" if trial.sandbox.user else "root"
+            data["stand_ins"] = [s.what for s in trial.stand_ins]
+            json.dump(data, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(report.table)
+        sys.stdout.flush()
+        log(f"spec {trial.spec.name!r}: {report.summary}")
+        if shell:
+            some = next((c.netns for c in trial.spec.containers if c.netns), "NETNS")
+            log(f"this is a shell in the netgen sandbox of spec {trial.spec.name!r}: its own")
+            log("network, /run/netns and /etc/netns; this host's are out of reach. Try:")
+            log(f"  ip netns exec {some} ip addr")
+            log("exit (or Ctrl-D) tears it all down.")
+            trial.shell()
+        elif keep:
+            log(f"the sandbox stays up; enter it with: {trial.enter_command()}")
+            log("press Enter (or Ctrl-C) here to tear it down")
+            try:
+                sys.stdin.readline()
+            except KeyboardInterrupt:
+                pass
+    log("sandbox closed; nothing of this host was changed")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @contextmanager

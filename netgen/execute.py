@@ -12,6 +12,12 @@ so far are undone in reverse: what this run created is deleted without the
 ownership guards (it is ours, even half-built, before its mark was set), and
 what it removed is rebuilt from the record. The host-wide lock in the state
 dir makes concurrent applies and destroys take turns.
+
+The fast path (the default; `fast=False` or the CLI's `--subprocess` turns it off)
+changes how commands run, not which: `fastpath.NetlinkRunner` sends the dialect's
+`ip` commands as netlink requests from this process, the snapshot is read with
+netlink dumps, and a namespace's deletion takes the host ends of its veths along.
+Everything else here (plan, guards, failure handling, rollback) is shared.
 """
 
 from __future__ import annotations
@@ -28,10 +34,10 @@ from dataclasses import dataclass, field, replace
 from types import FrameType, TracebackType
 from typing import Protocol, TextIO
 
+from . import fastpath, netlink, state
 from . import model as m
 from . import ops as o
 from . import plan as p
-from . import state
 from .dialects import Cmd, commands, scratch_names
 from .errors import HostError
 
@@ -109,16 +115,23 @@ class RealRunner:
 
 
 class DryRunRunner:
-    """Prints each command that would run, one per line; guards are still evaluated."""
+    """Prints each command that would run, one per line; guards are still evaluated
+    (`fast`: ownership guards through netlink, as the fast path evaluates them)."""
 
     changes_host = False
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, *, fast: bool = False) -> None:
         self.out = out
-        self._probe = RealRunner()
+        self.fast = fast
 
     def probe(self, argv: Sequence[str]) -> bool:
-        return self._probe.probe(argv)
+        if self.fast and fastpath.parse_alias_guard(argv) is not None:
+            prober = fastpath.NetlinkRunner()
+            try:
+                return prober.probe(argv)
+            finally:
+                prober.close()
+        return RealRunner().probe(argv)
 
     def run(self, cmd: Cmd) -> Result:
         print(format_command(cmd), file=self.out or sys.stdout, flush=True)
@@ -147,6 +160,9 @@ class RecordingRunner:
     @property
     def changes_host(self) -> bool:
         return self.inner is not None and self.inner.changes_host
+
+    def release(self) -> None:
+        _release(self.inner)
 
     def probe(self, argv: Sequence[str]) -> bool:
         return self.inner.probe(argv) if self.inner is not None else True
@@ -187,9 +203,14 @@ def apply(
     firewall: str = "iptables",
     runner: Runner | None = None,
     progress: Progress | None = None,
+    fast: bool = True,
 ) -> Outcome:
-    """Make the host match `ops`, removing what the spec's last apply built and no longer needs."""
-    job = _Job("apply", spec, dialect, firewall, runner or RealRunner(), progress)
+    """Make the host match `ops`, removing what the spec's last apply built and no longer needs.
+
+    `fast`: the fast path (see the module docstring); it applies to the iproute2
+    dialect only (the brctl dialect's commands are not `ip` requests).
+    """
+    job = _Job("apply", spec, dialect, firewall, runner, progress, fast)
     return job.converge(ops, extra_old=[])
 
 
@@ -201,15 +222,16 @@ def destroy(
     firewall: str = "iptables",
     runner: Runner | None = None,
     progress: Progress | None = None,
+    fast: bool = True,
 ) -> Outcome:
     """Remove what apply built for this spec (per its record, else per `ops`), and only that."""
-    job = _Job("destroy", spec, dialect, firewall, runner or RealRunner(), progress)
+    job = _Job("destroy", spec, dialect, firewall, runner, progress, fast)
     return job.converge([], extra_old=ops)
 
 
 def preview(spec: m.Spec, ops: list[o.Op], *, firewall: str = "iptables") -> p.Plan:
     """What apply would do now, without doing it (for `netgen plan`)."""
-    job = _Job("plan", spec, "iproute2", firewall, DryRunRunner(), None)
+    job = _Job("plan", spec, "iproute2", firewall, DryRunRunner(fast=True), None, True)
     _preflight("plan")
     with state.locked(shared=True):
         return job.plan(ops, extra_old=[])[0]
@@ -237,6 +259,11 @@ class _Failed(Exception):
         self.step = step
 
 
+#: How long a destroy waits for the kernel to free deleted namespaces (and the host
+#: ends of their veths) before deleting what is left of them one by one.
+SETTLE_TIMEOUT = 30.0
+
+
 class _Job:
     def __init__(
         self,
@@ -244,16 +271,32 @@ class _Job:
         spec: m.Spec,
         dialect: str,
         firewall: str,
-        runner: Runner,
+        runner: Runner | None,
         progress: Progress | None,
+        fast: bool = False,
     ) -> None:
         self.verb = verb
         self.spec = spec
         self.dialect = dialect
         self.firewall = firewall
+        self.fast = fast and dialect == "iproute2"
+        self.own_runner: fastpath.NetlinkRunner | None = None
+        if runner is None:
+            if self.fast:
+                runner = self.own_runner = fastpath.NetlinkRunner()
+            else:
+                runner = RealRunner()
         self.runner = runner
         self.progress = progress
         self.owner = spec.name
+
+    def read(self, netns: set[str], paths: set[str], probes: list[tuple[str, ...]]) -> state.Host:
+        """The snapshot; on the fast path each namespace is read with netlink dumps, by
+        sockets closed right after (an open one would keep a deleted namespace alive)."""
+        if not self.fast:
+            return state.read(netns, paths, probes)
+        with netlink.Namespaces() as nss:
+            return state.read(netns, paths, probes, reader=fastpath.Reader(nss, netns))
 
     def plan(
         self, desired: list[o.Op], extra_old: list[o.Op]
@@ -264,7 +307,7 @@ class _Job:
         if not desired and old_firewall is not None:
             self.firewall = old_firewall  # destroy: with the firewall dialect that built it
         old = _union(recorded, extra_old)
-        host = state.read(
+        host = self.read(
             p.namespaces([*desired, *old]),
             p.paths([*desired, *old]),
             p.probes(desired, old, self.firewall, old_firewall),
@@ -282,6 +325,13 @@ class _Job:
         return result, record, old
 
     def converge(self, desired: list[o.Op], extra_old: list[o.Op]) -> Outcome:
+        try:
+            return self._converge(desired, extra_old)
+        finally:
+            if self.own_runner is not None:
+                self.own_runner.close()
+
+    def _converge(self, desired: list[o.Op], extra_old: list[o.Op]) -> Outcome:
         writes = self.runner.changes_host
         _preflight(self.verb)
         with state.locked(shared=not writes), _Signals() as signals:
@@ -291,7 +341,11 @@ class _Job:
                     f"{self.verb} refused, nothing was changed:\n"
                     + "\n".join(f"  {r}" for r in planned.refusals)
                 )
-            batches = [(s, step_commands(s, self.dialect, self.firewall)) for s in planned.steps]
+            steps, absorbed = planned.steps, fastpath.Absorbed()
+            if self.fast:
+                busy = fastpath.pinned(fastpath.deleted_netns(steps))
+                steps, absorbed = fastpath.absorb_veths(steps, busy)
+            batches = [(s, step_commands(s, self.dialect, self.firewall)) for s in steps]
             _require_commands(
                 argv[0] for _, cmds in batches for c in cmds for argv in (c.argv, c.guard) if argv
             )
@@ -306,10 +360,23 @@ class _Job:
                 state.save_record(self._record(_union(old, desired), complete=False))
             started: list[_Started] = []
             try:
-                count = self._run(batches, started, signals)
+                if absorbed and writes:
+                    # the kernel frees the deleted namespaces (and the ports they take off
+                    # a bridge) before the steps after the last of them, as if the veths
+                    # had been deleted one by one first
+                    last = max(absorbed.by) + 1
+                    total = sum(len(cmds) for _, cmds in batches)
+                    count = self._run(batches[:last], started, signals, 0, total)
+                    count += self._settle(absorbed, started, signals, count)
+                    count += self._run(batches[last:], started, signals, count, total)
+                else:
+                    count = self._run(batches, started, signals)
             except _Failed as failure:
                 if not writes:  # nothing was changed: nothing to roll back
                     raise HostError(f"{self.verb} of spec {self.owner!r}: {failure.what}") from None
+                _release(self.runner)
+                if absorbed:  # rebuilding needs the names the kernel is still freeing
+                    fastpath.wait_gone(self._taken_along(absorbed, started)[0], SETTLE_TIMEOUT)
                 problems = self._rollback(started)
                 if writes and not problems:
                     self._save(record, None)
@@ -335,14 +402,49 @@ class _Job:
         elif record != current:
             state.save_record(record)
 
+    def _taken_along(
+        self, absorbed: fastpath.Absorbed, started: list[_Started]
+    ) -> tuple[set[str], list[p.Step]]:
+        """Host veth ends whose namespace was deleted (the kernel frees them), and the
+        removal steps of those whose namespace was not (its guard said not ours)."""
+        gone: set[str] = set()
+        stay: list[p.Step] = []
+        for i, steps in absorbed.by.items():
+            deleted = i < len(started) and started[i].created
+            for step in steps:
+                if deleted:
+                    gone.add(_link_name(step.op))
+                else:
+                    stay.append(step)
+        return gone, stay
+
+    def _settle(
+        self, absorbed: fastpath.Absorbed, started: list[_Started], signals: _Signals, done: int
+    ) -> int:
+        """Wait until the kernel has freed the deleted namespaces' veths; remove the
+        ones it did not free (a namespace kept alive by a process, or left alone) as
+        the slow path does, one by one under their ownership guard."""
+        gone, stay = self._taken_along(absorbed, started)
+        _release(self.runner)
+        left = fastpath.wait_gone(gone, SETTLE_TIMEOUT)
+        stay += [s for steps in absorbed.by.values() for s in steps if _link_name(s.op) in left]
+        if not stay:
+            return 0
+        batches = [(s, step_commands(s, self.dialect, self.firewall)) for s in stay]
+        return self._run(batches, started, signals, done, done)  # extra: the bar stays full
+
     def _run(
         self,
         batches: list[tuple[p.Step, list[Cmd]]],
         started: list[_Started],
         signals: _Signals,
+        done: int = 0,
+        total: int | None = None,
     ) -> int:
-        total = sum(len(cmds) for _, cmds in batches)
-        done = 0
+        """Run the batches in order; returns the number of commands. `done` and `total`
+        place them in a longer run, for the progress bar."""
+        count = sum(len(cmds) for _, cmds in batches)
+        total = count if total is None else total
         for step, cmds in batches:
             entry = _Started(step)
             started.append(entry)
@@ -361,9 +463,9 @@ class _Job:
                     entry.created = entry.created or not _prepares(cmd, cmds[i + 1 :])
                 done += 1
                 if self.progress is not None:
-                    self.progress(done, total)
+                    self.progress(min(done, total), total)
             entry.finished = True
-        return total
+        return count
 
     # -- rollback ---------------------------------------------------------------------
 
@@ -383,7 +485,7 @@ class _Job:
             return []
         ops = [*undone, *restore]
         probes = p.probes(ops, [], self.firewall)
-        host = state.read(p.namespaces(ops), p.paths(ops), probes)
+        host = self.read(p.namespaces(ops), p.paths(ops), probes)
         problems = [
             f"still there: {what}"
             for what in p.leftovers(undone, host, self.owner, firewall=self.firewall)
@@ -455,6 +557,17 @@ class _Job:
         return "\n".join(lines)
 
 
+def _release(runner: Runner | None) -> None:
+    """Let the kernel free the namespaces the fast path deleted (it holds them until
+    asked, so that it frees them all in one batch)."""
+    if isinstance(runner, (fastpath.NetlinkRunner, RecordingRunner)):
+        runner.release()
+
+
+def _link_name(op: o.Op) -> str:
+    return op.name if isinstance(op, o.DelVeth) else ""
+
+
 def _prepares(cmd: Cmd, rest: list[Cmd]) -> bool:
     """A `mkdir -p` ahead of an op's real work (AdoptNetns: /var/run/netns) only makes
     sure a directory is there: if what follows fails, there is nothing to undo."""
@@ -483,7 +596,7 @@ def _require_root(verb: str) -> None:
 
 
 def _require_commands(names: Iterable[str]) -> None:
-    missing = sorted({n for n in names if shutil.which(n) is None})
+    missing = sorted(n for n in set(names) if shutil.which(n) is None)
     if missing:
         raise HostError(
             "required commands not found: "
