@@ -28,6 +28,7 @@ command under its guard.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from . import ops as o
@@ -100,6 +101,10 @@ class _Step:
 # -- the ip -batch line and its quoting ---------------------------------------------------
 
 
+# Printable ASCII but blanks, quotes, backslash and `#`: written as is.
+_BARE = re.compile(r"[!$%&()*+,\-./0-9:;<=>?@A-Z\[\]^_`a-z{|}~]+")
+
+
 class BatchSyntaxError(ValueError):
     """A token that `ip -batch` cannot read back as itself."""
 
@@ -110,13 +115,15 @@ def batch_token(token: str) -> str:
     That reader cuts a line at the first `#`, even inside quotes; joins a line ending
     in a backslash to the next; splits on space, tab, CR and LF; and takes a word that
     starts with `'` or `"` up to the next same quote, with no escapes. So a token with
-    `#`, a line break or a control character cannot be written at all (never the case
-    for a validated name), and one with blanks, quotes or a backslash is quoted with
-    the quote it does not contain.
+    `#` or a control character (tab, line break) is refused (never the case for a
+    validated name), and one with spaces, quotes or a backslash is quoted with the
+    quote it does not contain.
     """
+    if _BARE.fullmatch(token):
+        return token  # the common case (names, addresses, marks), checked in one go
     if "#" in token or not token.isprintable():
         raise BatchSyntaxError(f"ip -batch cannot carry the token {token!r}")
-    if token and not any(ch in " \t'\"\\" for ch in token):
+    if token and not any(ch in " '\"\\" for ch in token):
         return token
     for quote in ('"', "'"):
         if quote not in token:
@@ -363,10 +370,12 @@ class Drop:
 
 @dataclass(frozen=True)
 class Kept:
-    """A command on a link inside `netns`, run (before the batch) only if netns stays."""
+    """A command deleting a veth between namespaces, run (before the batch) unless both
+    are deleted: a veth whose other end stays must go now, not whenever the kernel
+    gets to the deleted namespace."""
 
     comment: str
-    netns: str
+    netns: tuple[str, ...]
     cmd: Cmd
 
 
@@ -384,8 +393,10 @@ def teardown(ops: list[o.Op], dialect: str = "iproute2", firewall: str = "iptabl
     which host link is the end of a veth into which namespace.
     """
     host_links: dict[str, list[str]] = {}
+    peer_netns: dict[tuple[str | None, str], str | None] = {}
     for op in ops:
         if isinstance(op, o.AddVeth):
+            peer_netns[(op.netns, op.name)] = op.peer_netns
             for end, here, there in (
                 (op.name, op.netns, op.peer_netns),
                 (op.peer, op.peer_netns, op.netns),
@@ -401,7 +412,9 @@ def teardown(ops: list[o.Op], dialect: str = "iproute2", firewall: str = "iptabl
             if drop is not None:
                 drops.append(drop)
             elif isinstance(op, o.DelVeth) and op.netns is not None:
-                others += [Kept(comment, op.netns, fast_guard(c)) for c in cmds]
+                ends = (op.netns, peer_netns.get((op.netns, op.name)))
+                netns = tuple(n for n in ends if n is not None)
+                others += [Kept(comment, netns, fast_guard(c)) for c in cmds]
             else:
                 others += [(comment, fast_guard(c)) for c in cmds]
     if not drops:  # no namespace goes: every link is deleted in teardown order

@@ -29,7 +29,6 @@ import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Interface
 from typing import Any, Literal, Protocol
 
 from . import model as m
@@ -166,6 +165,10 @@ def _gateways(spec: m.Spec) -> Iterable[Probe]:
             bridge = spec.bridge(leg.bridge)
             dst = f"{bridge.name} gateway"
             yield Probe(c.name, c.netns, dst, bridge.address, "ping", origin="gateway", loc=leg.loc)
+            if leg.address6 is not None and bridge.address6 is not None:
+                yield Probe(
+                    c.name, c.netns, dst, bridge.address6, "ping", origin="gateway", loc=leg.loc
+                )
 
 
 def _links(spec: m.Spec) -> Iterable[Probe]:
@@ -188,8 +191,8 @@ def _links(spec: m.Spec) -> Iterable[Probe]:
                 )
 
 
-def _routes_to(end: IPv4Interface, other: IPv4Address) -> bool:
-    return end.network.prefixlen == 32 or other in end.network
+def _routes_to(end: m.IPInterface, other: m.IPAddress) -> bool:
+    return end.network.prefixlen == end.max_prefixlen or other in end.network
 
 
 def _isolation(spec: m.Spec) -> Iterable[Probe]:
@@ -409,7 +412,9 @@ class LiveProber:
 
     def ping(self, netns: str | None, address: m.IPAddress, timeout: float) -> str:
         wait = str(max(1, math.ceil(timeout)))
-        res = _run(_in(netns, "ping", "-n", "-q", "-c", "1", "-W", wait, str(address)), timeout)
+        family = ("-6",) if address.version == 6 else ()
+        argv = _in(netns, "ping", *family, "-n", "-q", "-c", "1", "-W", wait, str(address))
+        res = _run(argv, timeout)
         if res is None:
             return "no reply"
         if res.returncode == 0:

@@ -89,10 +89,18 @@ def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") ->
             return [C("ip", "link", "set", "dev", dev, "master", bridge)]
         case o.LinkUp(dev=dev, netns=netns):
             return [d.ip(netns, "link", "set", "dev", dev, "up")]
+        case o.AddAddress(dev=dev, address=address, netns=netns) if address.version == 6:
+            # IPv6 may be off on the link (disable_ipv6 inherited from `default`): turn it on
+            key = f"net.ipv6.conf.{dev.replace('.', '/')}.disable_ipv6=0"
+            return [
+                Cmd(d.in_netns(netns, "sysctl", "-q", "-w", key)),
+                d.ip(netns, "-6", "addr", "add", str(address), "dev", dev, *nodad(op.nodad)),
+            ]
         case o.AddAddress(dev=dev, address=address, netns=netns):
             return [d.ip(netns, "addr", "add", str(address), "dev", dev)]
         case o.AddRoute(netns=netns, to=to, via=via, dev=dev):
-            args = ["route", "add", to]
+            args = ["-6"] if op.ipv6 else []
+            args += ["route", "add", to]
             if via is not None:
                 args += ["via", str(via)]
             if dev is not None:
@@ -131,6 +139,10 @@ def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") ->
         case o.RemoveFile(path=path):
             return [C("rm", "-f", path)]
     raise DialectError(type(op).__name__, dialect, "no command mapping for this op")
+
+
+def nodad(flag: bool) -> tuple[str, ...]:
+    return ("nodad",) if flag else ()
 
 
 def C(*argv: str) -> Cmd:

@@ -51,6 +51,9 @@ IPV4 = rf"{OCTET}(?:\.{OCTET}){{3}}"
 PREFIX = rf"(?:0*(?:3[0-2]|[12]?[0-9])|{IPV4})"  # a length, or a netmask (loosely)
 CIDR = rf"{IPV4}/{PREFIX}"
 IPV6 = rf"(?:[0-9A-Fa-f]{{0,4}}:){{2,7}}(?:[0-9A-Fa-f]{{0,4}}|{IPV4})(?:%[^%]+)?"  # loosely
+IPV6_PLAIN = r"(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}"  # loosely; no zone, no dotted tail
+PREFIX6 = r"0*(?:12[0-8]|1[01][0-9]|[1-9]?[0-9])"
+CIDR6 = rf"{IPV6_PLAIN}/{PREFIX6}"
 PORT_NUMBER = (
     r"0*(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
 )
@@ -173,6 +176,19 @@ CIDR_T = Named(
     "An IPv4 network in CIDR notation, without host bits.",
     ("10.0.0.0/24",),
 )
+IPV6_T = Named("ipv6", Str(IPV6_PLAIN), "An IPv6 address.", ("fd00:20::1",))
+CIDR6_T = Named(
+    "cidr6",
+    Str(CIDR6),
+    "An IPv6 network in CIDR notation, without host bits.",
+    ("fd00:20::/64",),
+)
+IFACE_ADDRESS6_T = Named(
+    "iface_address6",
+    Str(rf"{IPV6_PLAIN}(?:/{PREFIX6})?"),
+    "An IPv6 address, or address/prefix with the bridge's subnet6 prefix.",
+    ("fd00:20::10", "fd00:20::10/64"),
+)
 IFACE_ADDRESS_T = Named(
     "iface_address",
     Str(rf"{IPV4}(?:/{PREFIX})?"),
@@ -216,6 +232,13 @@ BRIDGE = Table(
     (
         Key("subnet", CIDR_T, "The bridge's network.", required=True),
         Key("address", IPV4_T, "The bridge's address; default: the first host address."),
+        Key("subnet6", CIDR6_T, "The bridge's IPv6 network: the bridge is dual-stack."),
+        Key(
+            "address6",
+            IPV6_T,
+            "The bridge's IPv6 address (the containers' IPv6 gateway); default: the first "
+            "host address of subnet6.",
+        ),
         Key("mtu", Int(68, 65535), "MTU of the bridge and of every veth on it."),
         Key(
             "external",
@@ -228,6 +251,20 @@ BRIDGE = Table(
             "masquerade",
             Bool(),
             "NAT traffic from the subnet leaving by another interface, and enable IP forwarding.",
+            default=False,
+        ),
+        Key(
+            "masquerade6",
+            Bool(),
+            "NAT traffic from subnet6 leaving by another interface, and enable IPv6 forwarding.",
+            default=False,
+        ),
+        Key(
+            "dad",
+            Bool(),
+            "IPv6 duplicate address detection on the static addresses netgen gives (apply waits "
+            "for it to finish); default: off (nodad), as Docker does, since netgen already "
+            "checked that they are unique.",
             default=False,
         ),
         Key(
@@ -246,7 +283,7 @@ BRIDGE = Table(
     ),
 )
 
-SHORT_IF_KEYS = ("address", "ifname", "host_ifname", "mac")
+SHORT_IF_KEYS = ("address", "address6", "ifname", "host_ifname", "mac")
 
 INTERFACE = Table(
     "interface",
@@ -255,6 +292,11 @@ INTERFACE = Table(
         Key("bridge", IFNAME_T, "The bridge this leg is on.", required=True),
         Key("ifname", IFNAME_T, "Name inside the namespace; default eth0, eth1, ... in order."),
         Key("address", IFACE_ADDRESS_T, "Address; default: the next free one in the subnet."),
+        Key(
+            "address6",
+            IFACE_ADDRESS6_T,
+            "IPv6 address (the bridge needs subnet6); default: the next free one in subnet6.",
+        ),
         Key("host_ifname", IFNAME_T, "Host end of the veth; default: derived, unique."),
         Key("mac", MAC_T, "MAC of the inside end; default: the kernel's."),
     ),
@@ -264,8 +306,13 @@ ROUTE = Table(
     "route",
     "An extra route inside the namespace.",
     (
-        Key("to", Either((Enum(("default",)), CIDR_T)), "Destination: a CIDR or default.", True),
-        Key("via", IPV4_T, "Gateway."),
+        Key(
+            "to",
+            Either((Enum(("default",)), CIDR_T, CIDR6_T)),
+            "Destination: an IPv4 or IPv6 CIDR, or default (IPv6 when via is IPv6).",
+            True,
+        ),
+        Key("via", Either((IPV4_T, IPV6_T)), "Gateway (IPv4 or IPv6, the family of `to`)."),
         Key("dev", IFNAME_T, "Interface (in the namespace)."),
     ),
     need_one_of=("via", "dev"),
@@ -289,6 +336,11 @@ CONTAINER = Table(
         Key("netns", NAME_T, "Namespace name under /var/run/netns; default: the container name."),
         Key("pid", Int(1, 2**22), "Adopt the namespace of this running process."),
         Key("address", IFACE_ADDRESS_T, "Address of eth0; default: the next free one."),
+        Key(
+            "address6",
+            IFACE_ADDRESS6_T,
+            "IPv6 address of eth0 (the bridge needs subnet6); default: the next free one.",
+        ),
         Key("ifname", IFNAME_T, "Interface name inside the namespace.", default="eth0"),
         Key("host_ifname", IFNAME_T, "Host end of the veth; default: derived, unique."),
         Key("mac", MAC_T, "MAC of the inside end; default: the kernel's."),
@@ -345,8 +397,9 @@ LINK = Table(
         ),
         Key(
             "addresses",
-            Seq(Str(rf"{IPV4}/{PREFIX}"), length=2),
-            "One address/prefix per endpoint, like 10.1.1.1/32.",
+            Seq(Either((Str(rf"{IPV4}/{PREFIX}"), Str(CIDR6))), length=2),
+            "One address/prefix per endpoint, both IPv4 (like 10.1.1.1/32) or both IPv6 "
+            "(like fd00:1::1/128).",
         ),
     ),
 )

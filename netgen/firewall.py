@@ -40,7 +40,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 
 from . import model as m
 from . import ops as o
@@ -49,6 +49,8 @@ from .errors import DialectError
 from .model import Loc
 
 LOOPBACK = IPv4Network("127.0.0.0/8")
+LOOPBACK6 = IPv6Network("::1/128")
+_ND = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert }"  # IPv6's ARP
 SYSCTL_DIR = "/run/netgen/sysctl"
 CHAIN_MAX = 28  # iptables: chain names are shorter than 29 chars
 _ID_VERBATIM = 15  # longer spec names are shortened to exactly 16 chars
@@ -78,13 +80,23 @@ def lower(spec: m.Spec) -> list[o.Op]:
     """The firewall and sysctl ops of a spec, to run once its containers are wired."""
     ports = _published(spec)
     masquerades = [o.Masquerade(b.subnet, b.name, _at(b)) for b in spec.bridges if b.masquerade]
+    masquerades += [
+        o.Masquerade(b.subnet6, b.name, _at(b))
+        for b in spec.bridges
+        if b.masquerade6 and b.subnet6 is not None
+    ]
     rules: list[o.Rule] = [*ports, *masquerades, *_links(spec), *_isolations(spec)]
     if not rules:
         return []
     out: list[o.Op] = [o.AddFirewall(spec.name, tuple(rules), rules[0].loc)]
     forwarded = [r for r in rules if isinstance(r, (o.PublishPort, o.Masquerade))]
-    if forwarded:
-        out.append(o.SetSysctl(spec.name, "net.ipv4.ip_forward", "1", forwarded[0].loc))
+    forwarded4 = [r for r in forwarded if not o.is_ipv6(r)]
+    forwarded6 = [r for r in forwarded if o.is_ipv6(r)]
+    if forwarded4:
+        out.append(o.SetSysctl(spec.name, "net.ipv4.ip_forward", "1", forwarded4[0].loc))
+    if forwarded6:
+        key = "net.ipv6.conf.all.forwarding"
+        out.append(o.SetSysctl(spec.name, key, "1", forwarded6[0].loc))
     for bridge, loc in _loopback_bridges(ports).items():
         key = f"net.ipv4.conf.{bridge.replace('.', '/')}.route_localnet"
         out.append(o.SetSysctl(spec.name, key, "1", loc))
@@ -92,24 +104,23 @@ def lower(spec: m.Spec) -> list[o.Op]:
 
 
 def _published(spec: m.Spec) -> list[o.PublishPort]:
-    """Ports go to the container's primary address, on the bridge of its first leg."""
+    """Ports go to the container's primary address, on the bridge of its first leg; on a
+    dual-stack bridge, a port on every host address goes to its IPv6 address too."""
     out = []
     for c in spec.containers:
         if not c.interfaces:
             continue
         leg = c.interfaces[0]
         for p in c.ports:
-            out.append(
-                o.PublishPort(
-                    p.proto,
-                    p.host_ip,
-                    p.host_port,
-                    leg.address.ip,
-                    p.container_port,
-                    leg.bridge,
-                    p.loc,
+            dests: list[m.IPAddress] = [leg.address.ip]
+            if leg.address6 is not None and p.host_ip is None:
+                dests.append(leg.address6.ip)
+            for dest in dests:
+                out.append(
+                    o.PublishPort(
+                        p.proto, p.host_ip, p.host_port, dest, p.container_port, leg.bridge, p.loc
+                    )
                 )
-            )
     return out
 
 
@@ -124,11 +135,15 @@ def _links(spec: m.Spec) -> list[o.AllowLink]:
                 target = spec.container(ref.name)
                 for mine in (leg for leg in c.interfaces if leg.bridge == b.name):
                     for theirs in (leg for leg in target.interfaces if leg.bridge == b.name):
+                        pairs: list[tuple[m.IPAddress, m.IPAddress]] = [
+                            (mine.address.ip, theirs.address.ip)
+                        ]
+                        if mine.address6 is not None and theirs.address6 is not None:
+                            pairs.append((mine.address6.ip, theirs.address6.ip))
                         for e in target.expose:
-                            rule = o.AllowLink(
-                                b.name, mine.address.ip, theirs.address.ip, e.proto, e.port, ref.loc
-                            )
-                            out.setdefault(rule)
+                            for src, dst in pairs:
+                                rule = o.AllowLink(b.name, src, dst, e.proto, e.port, ref.loc)
+                                out.setdefault(rule)
     return list(out)
 
 
@@ -142,6 +157,8 @@ def _isolations(spec: m.Spec) -> list[o.Isolate]:
         ]
         if legs:
             out.append(o.Isolate(b.name, b.subnet, (*legs, *b.uplinks), _at(b)))
+            if b.subnet6 is not None:
+                out.append(o.Isolate(b.name, b.subnet6, (*legs, *b.uplinks), _at(b)))
     return out
 
 
@@ -222,8 +239,8 @@ def sections(op: o.Op, firewall: str) -> list[Section]:
             if firewall == "nftables":
                 return [(f"firewall of spec {op.owner} (nftables, one transaction)", plan.nft())]
             return plan.iptables()
-        case o.DelFirewall(owner=owner, bridged=bridged):
-            cmds = _teardown(owner, firewall, bridged)
+        case o.DelFirewall(owner=owner, bridged=bridged, ipv6=ipv6):
+            cmds = _teardown(owner, firewall, bridged, ipv6)
             return [(f"firewall of spec {owner} ({firewall})", cmds)]
         case o.SetSysctl(owner=owner, key=key, value=value):
             state, path = _sysctl_names(key)
@@ -280,14 +297,14 @@ def _sysctl_names(key: str) -> tuple[str, str]:
     return ".".join(parts), "/proc/sys/" + "/".join(parts)
 
 
-def _teardown(owner: str, firewall: str, bridged: bool) -> list[Cmd]:
+def _teardown(owner: str, firewall: str, bridged: bool, ipv6: bool = False) -> list[Cmd]:
     """Everything named after `owner`, each removal guarded by a read-only probe."""
     table = table_name(owner)
     kinds = ["inet"] if firewall == "nftables" else []
     kinds += ["bridge"] if bridged else []
     out: list[Cmd] = []
-    if firewall == "iptables":
-        ipt = _Ipt(owner)
+    tools = ["iptables", "ip6tables"] if ipv6 else ["iptables"]
+    for ipt in (_Ipt(owner, tool) for tool in tools if firewall == "iptables"):
         for chain in ipt.chains.all():
             for hook in chain.hooks:
                 spec = ipt.jump_spec(chain, hook)
@@ -313,13 +330,13 @@ def _teardown(owner: str, firewall: str, bridged: bool) -> list[Cmd]:
 class _Ipt:
     """iptables argv for one spec's chains; every rule and jump carries the spec's comment."""
 
-    def __init__(self, owner: str) -> None:
+    def __init__(self, owner: str, tool: str = "iptables") -> None:
         self.chains = chains(owner)
         self.comment = ("-m", "comment", "--comment", o.mark(owner))
+        self.tool = tool  # ip6tables: the same chains, for IPv6
 
-    @staticmethod
-    def argv(table: str, *args: str) -> tuple[str, ...]:
-        return ("iptables", "-w", "-t", table, *args)
+    def argv(self, table: str, *args: str) -> tuple[str, ...]:
+        return (self.tool, "-w", "-t", table, *args)
 
     def jump_spec(self, chain: _Chain, hook: str) -> tuple[str, ...]:
         return (hook, *chain.match, *self.comment, "-j", chain.name)
@@ -335,8 +352,13 @@ class _Ipt:
         return Cmd(self.argv(chain.table, "-A", chain.name, *spec[:j], *self.comment, *spec[j:]))
 
 
-def _host(address: object, prefix: int = 32) -> str:
-    return f"{address}/{prefix}"
+def _host(address: m.IPAddress) -> str:
+    return f"{address}/{address.max_prefixlen}"
+
+
+def _fam(address: m.IPAddress | m.IPNetwork) -> str:
+    """nft's address family keyword for a match on `address`."""
+    return "ip6" if address.version == 6 else "ip"
 
 
 class _Plan:
@@ -367,7 +389,21 @@ class _Plan:
     # -- iptables ------------------------------------------------------------------
 
     def iptables(self) -> list[Section]:
-        ipt = _Ipt(self.owner)
+        """iptables for the IPv4 rules, then ip6tables for the IPv6 ones (same chain names)."""
+        rules: list[o.Rule] = [*self.ports, *self.masquerades, *self.links, *self.isolations]
+        out: list[Section] = []
+        for tool, v6 in (("iptables", False), ("ip6tables", True)):
+            mine = [r for r in rules if o.is_ipv6(r) == v6]
+            if mine:
+                out += _Plan(self.owner, mine)._xtables(_Ipt(self.owner, tool))
+        if self.bridged:
+            table = table_name(self.owner)
+            text = "\n".join(self._bridge_table()) + "\n"
+            title = f"bridged traffic of spec {self.owner} (nftables table bridge {table})"
+            out.append((title, [_nft_load(text)]))
+        return out
+
+    def _xtables(self, ipt: _Ipt) -> list[Section]:
         c = ipt.chains
         used = [
             chain
@@ -392,18 +428,22 @@ class _Plan:
             head.append(ipt.rule(c.snat, "-s", str(LOOPBACK), "-o", br, "-j", "MASQUERADE"))
             head.append(ipt.rule(c.inp, "-d", str(LOOPBACK), "-i", br, *replies, "-j", "DROP"))
         names = ", ".join(chain.name for chain in used)
-        out: list[Section] = [(f"firewall of spec {self.owner} (iptables): chains {names}", head)]
+        out: list[Section] = [(f"firewall of spec {self.owner} ({ipt.tool}): chains {names}", head)]
         for p in self.ports:
             dest: tuple[str, ...] = ("-p", p.proto, "-m", p.proto)
             if p.host_ip is None:
-                where: tuple[str, ...] = ("!", "-d", str(LOOPBACK))
+                where: tuple[str, ...] = (
+                    "!",
+                    "-d",
+                    str(LOOPBACK6 if p.dest.version == 6 else LOOPBACK),
+                )
             else:
                 where = ("-d", _host(p.host_ip))
             if p.host_ip is not None and p.host_ip in LOOPBACK:
                 dest += ("--dport", str(p.host_port), "-m", "addrtype", "--src-type", "LOCAL")
             else:
                 dest += ("--dport", str(p.host_port))
-            to = f"{p.dest}:{p.dest_port}"
+            to = f"{_bracket(p.dest)}:{p.dest_port}"
             cmds = [ipt.rule(c.dnat, *where, *dest, "-j", "DNAT", "--to-destination", to)]
             if p in self.forwards:
                 fwd = ("-d", _host(p.dest), "!", "-i", p.bridge, "-o", p.bridge, "-p", p.proto)
@@ -436,13 +476,15 @@ class _Plan:
             )
         for i in self.isolations:
             net = str(i.subnet)
-            spec = ("-s", net, "-d", net, "-i", i.bridge, "-o", i.bridge, "-j", "DROP")
-            out.append((i.loc, [ipt.rule(c.fwd, *spec)]))
-        if self.bridged:
-            table = table_name(self.owner)
-            text = "\n".join(self._bridge_table()) + "\n"
-            title = f"bridged traffic of spec {self.owner} (nftables table bridge {table})"
-            out.append((title, [_nft_load(text)]))
+            within = ("-s", net, "-d", net, "-i", i.bridge, "-o", i.bridge)
+            cmds = []
+            if i.subnet.version == 6:
+                # with br_netfilter, bridged neighbour discovery passes here: let it (ARP's twin)
+                for kind in ("neighbour-solicitation", "neighbour-advertisement"):
+                    nd = ("-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", kind)
+                    cmds.append(ipt.rule(c.fwd, *within, *nd, "-j", "ACCEPT"))
+            cmds.append(ipt.rule(c.fwd, *within, "-j", "DROP"))
+            out.append((i.loc, cmds))
         return out
 
     # -- nftables ------------------------------------------------------------------
@@ -466,18 +508,24 @@ class _Plan:
             blocks.append(("output", "type nat hook output priority -100", [local]))
             body = []
             for p in self.ports:
-                if p.host_ip is None:
+                if p.host_ip is None and p.dest.version == 6:
+                    where = f"ip6 daddr != {LOOPBACK6.network_address}"
+                elif p.host_ip is None:
                     where = f"ip daddr != {LOOPBACK}"
                 elif p.host_ip in LOOPBACK:
                     where = f"ip daddr {p.host_ip} fib saddr type local"
                 else:
                     where = f"ip daddr {p.host_ip}"
-                to = f"dnat ip to {p.dest}:{p.dest_port}"
+                to = f"dnat {_fam(p.dest)} to {_bracket(p.dest)}:{p.dest_port}"
                 body += [_where(p.loc), f"{where} {p.proto} dport {p.host_port} {to} {note}"]
             blocks.append(("ports", None, body))
         post = []
         for q in self.masquerades:
-            post += [_where(q.loc), f"ip saddr {q.subnet} ip daddr != {q.subnet} masquerade {note}"]
+            ip = _fam(q.subnet)
+            post += [
+                _where(q.loc),
+                f"{ip} saddr {q.subnet} {ip} daddr != {q.subnet} masquerade {note}",
+            ]
         for br, loc in self.loopback.items():
             post += [_where(loc), f'ip saddr {LOOPBACK} oifname "{br}" masquerade {note}']
         if post:
@@ -497,17 +545,27 @@ class _Plan:
         for p in self.forwards:
             fwd += [
                 _where(p.loc),
-                f'iifname != "{p.bridge}" oifname "{p.bridge}" ip daddr {p.dest} '
+                f'iifname != "{p.bridge}" oifname "{p.bridge}" {_fam(p.dest)} daddr {p.dest} '
                 f"{p.proto} dport {p.dest_port} accept {note}",
             ]
+        # one accept per bridge: in the inet table it lets both families out
+        outbound: dict[str, o.Masquerade] = {}
         for q in self.masquerades:
+            outbound.setdefault(q.bridge, q)
+        for q in outbound.values():
             fwd += [_where(q.loc), f'iifname "{q.bridge}" oifname != "{q.bridge}" accept {note}']
         for k in self.links:
             ends = f'iifname "{k.bridge}" oifname "{k.bridge}"'
             fwd += [_where(k.loc), *(f"{ends} {rule} {note}" for rule in _link_rules(k))]
         for i in self.isolations:
             ends = f'iifname "{i.bridge}" oifname "{i.bridge}"'
-            fwd += [_where(i.loc), f"{ends} ip saddr {i.subnet} ip daddr {i.subnet} drop {note}"]
+            ip = _fam(i.subnet)
+            if i.subnet.version == 6:  # neighbour discovery passes (with br_netfilter)
+                fwd += [_where(i.loc), f"{ends} {_ND} accept {note}"]
+            fwd += [
+                _where(i.loc),
+                f"{ends} {ip} saddr {i.subnet} {ip} daddr {i.subnet} drop {note}",
+            ]
         if fwd:
             blocks.append(("forward", "type filter hook forward priority filter", fwd))
         return _table("inet", table_name(self.owner), self.owner, blocks)
@@ -518,7 +576,13 @@ class _Plan:
         rules = []
         for k in self.links:
             rules += [_where(k.loc), *(f"{rule} {note}" for rule in _link_rules(k))]
+        for i in self.isolations:  # IPv6 neighbour discovery passes, as ARP does for IPv4
+            if i.subnet.version == 6:
+                ports = _nft_set(i.ports)
+                rules += [_where(i.loc), f"iifname {ports} oifname {ports} {_ND} accept {note}"]
         for i in self.isolations:
+            if i.subnet.version == 6:
+                continue  # the IPv4 twin's drop below drops every frame but ARP
             ports = _nft_set(i.ports)
             rules += [
                 _where(i.loc),
@@ -530,10 +594,16 @@ class _Plan:
 
 def _link_rules(k: o.AllowLink) -> list[str]:
     """The chapter's pair: the request to the exposed port, and the reply from it."""
+    ip = _fam(k.src)
     return [
-        f"ip saddr {k.src} ip daddr {k.dst} {k.proto} dport {k.port} accept",
-        f"ip saddr {k.dst} ip daddr {k.src} {k.proto} sport {k.port} accept",
+        f"{ip} saddr {k.src} {ip} daddr {k.dst} {k.proto} dport {k.port} accept",
+        f"{ip} saddr {k.dst} {ip} daddr {k.src} {k.proto} sport {k.port} accept",
     ]
+
+
+def _bracket(address: m.IPAddress) -> str:
+    """An address ahead of `:port`: IPv6 in brackets."""
+    return f"[{address}]" if address.version == 6 else str(address)
 
 
 def _table(

@@ -109,11 +109,15 @@ def _end(ep: m.Endpoint) -> str:
 
 def _bridge_lines(b: m.Bridge) -> tuple[str, ...]:
     lines = [b.name, f"subnet {b.subnet}", f"gateway {b.address}"]
+    if b.subnet6 is not None:
+        lines += [f"subnet6 {b.subnet6}", f"gateway6 {b.address6}"]
     flags = []
     if b.external:
         flags.append("external")
     if b.masquerade:
         flags.append("masquerade")
+    if b.masquerade6:
+        flags.append("masquerade6")
     if not b.icc:
         flags.append("icc off")
     if b.mtu is not None:
@@ -136,7 +140,10 @@ def _container_lines(c: m.Container, link_ends: dict[str, list[str]]) -> tuple[s
         lines.append(f"in {c.share}'s netns {c.netns}")
     if c.pid is not None:
         lines.append(f"pid {c.pid}")
-    lines += [f"{i.ifname} {i.address}" for i in c.interfaces]
+    for i in c.interfaces:
+        lines.append(f"{i.ifname} {i.address}")
+        if i.address6 is not None:
+            lines.append(f"{i.ifname} {i.address6}")
     lines += link_ends.get(c.name, [])
     return tuple(lines)
 

@@ -9,7 +9,7 @@ sysctls it needs, once every address is wired. Teardown is the reverse of this l
 from __future__ import annotations
 
 from dataclasses import replace
-from ipaddress import IPv4Interface
+from ipaddress import ip_interface
 
 from . import firewall
 from . import model as m
@@ -43,8 +43,10 @@ def _bridge(spec: m.Spec, b: m.Bridge) -> list[o.Op]:
         out += [
             o.AddBridge(b.name, spec.name, b.mtu, b.mcast_snooping, b.loc),
             o.AddAddress(b.name, b.gateway, None, b.loc),
-            o.LinkUp(b.name, None, b.loc),
         ]
+        if b.gateway6 is not None:
+            out.append(o.AddAddress(b.name, b.gateway6, None, b.loc, nodad=not b.dad))
+        out.append(o.LinkUp(b.name, None, b.loc))
     loc = b.uplinks_loc if b.uplinks_loc.line else replace(b.loc, path=f"{b.loc.path}.uplinks")
     for up in b.uplinks:
         out += [o.AttachUplink(up, b.name, loc), o.LinkUp(up, None, loc)]
@@ -71,32 +73,43 @@ def _container(spec: m.Spec, c: m.Container, bridges: dict[str, m.Bridge]) -> li
                 spec.name,
                 mtu=bridge.mtu,
                 peer_mac=leg.mac,
+                # dual-stack: the container keeps its link-local address (neighbour
+                # discovery, router advertisements); IPv4-only skips it, which is faster
+                peer_autoconf=leg.address6 is not None,
                 loc=leg.loc,
             ),
             o.SetMaster(leg.host_ifname, bridge.name, leg.loc),
             o.LinkUp(leg.host_ifname, None, leg.loc),
             o.AddAddress(leg.ifname, leg.address, ns, leg.loc),
-            o.LinkUp(leg.ifname, ns, leg.loc),
         ]
+        if leg.address6 is not None:
+            out.append(o.AddAddress(leg.ifname, leg.address6, ns, leg.loc, nodad=not bridge.dad))
+        out.append(o.LinkUp(leg.ifname, ns, leg.loc))
         if i == 0 and c.default_route:
             out.append(o.AddRoute(ns, "default", bridge.address, leg.ifname, leg.loc))
+            if leg.address6 is not None and bridge.address6 is not None:
+                out.append(o.AddRoute(ns, "default", bridge.address6, leg.ifname, leg.loc))
     out += _files(spec, c)
     return out
 
 
 def _link(spec: m.Spec, link: m.Link) -> list[o.Op]:
     a, b = link.a, link.b
-    out: list[o.Op] = [o.AddVeth(a.ifname, a.netns, b.ifname, b.netns, spec.name, loc=link.loc)]
+    ipv6 = a.address is not None and a.address.version == 6
+    out: list[o.Op] = [
+        o.AddVeth(a.ifname, a.netns, b.ifname, b.netns, spec.name, peer_autoconf=ipv6, loc=link.loc)
+    ]
     for end, other in ((a, b), (b, a)):
         if end.address is not None:
-            out.append(o.AddAddress(end.ifname, end.address, end.netns, link.loc))
+            nodad = end.address.version == 6  # a /128 peer: nothing to detect a duplicate on
+            out.append(o.AddAddress(end.ifname, end.address, end.netns, link.loc, nodad=nodad))
         out.append(o.LinkUp(end.ifname, end.netns, link.loc))
         if (
             end.address is not None
             and other.address is not None
-            and end.address.network.prefixlen == 32
+            and end.address.network.prefixlen == end.address.max_prefixlen
         ):
-            peer = IPv4Interface(other.address.ip)
+            peer = ip_interface(other.address.ip)
             out.append(o.AddRoute(end.netns, str(peer.network), None, end.ifname, link.loc))
     return out
 

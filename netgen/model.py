@@ -8,10 +8,19 @@ reads only these types, never YAML.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from typing import Literal
 
 IPAddress = IPv4Address | IPv6Address
+IPInterface = IPv4Interface | IPv6Interface
+IPNetwork = IPv4Network | IPv6Network
 Mode = Literal["bridge", "none", "host", "container"]
 Proto = Literal["tcp", "udp"]
 
@@ -45,10 +54,20 @@ class Bridge:
     mcast_snooping: bool | None = None
     loc: Loc = field(default=NOWHERE, compare=False)
     uplinks_loc: Loc = field(default=NOWHERE, compare=False)  # the `uplinks:` key
+    subnet6: IPv6Network | None = None  # dual-stack when set
+    address6: IPv6Address | None = None  # set exactly when subnet6 is
+    masquerade6: bool = False
+    dad: bool = False  # IPv6 duplicate address detection on netgen's addresses (else nodad)
 
     @property
     def gateway(self) -> IPv4Interface:
         return IPv4Interface(f"{self.address}/{self.subnet.prefixlen}")
+
+    @property
+    def gateway6(self) -> IPv6Interface | None:
+        if self.subnet6 is None or self.address6 is None:
+            return None
+        return IPv6Interface(f"{self.address6}/{self.subnet6.prefixlen}")
 
 
 @dataclass(frozen=True)
@@ -61,18 +80,25 @@ class Interface:
     host_ifname: str
     mac: str | None = None
     loc: Loc = field(default=NOWHERE, compare=False)
+    address6: IPv6Interface | None = None  # set exactly when the bridge has subnet6
 
 
 @dataclass(frozen=True)
 class Route:
-    to: IPv4Network | None  # None is the default route
-    via: IPv4Address | None = None
+    to: IPNetwork | None  # None is the default route (IPv6 when `via` is IPv6)
+    via: IPAddress | None = None
     dev: str | None = None
     loc: Loc = field(default=NOWHERE, compare=False)
 
     @property
     def destination(self) -> str:
         return "default" if self.to is None else str(self.to)
+
+    @property
+    def ipv6(self) -> bool:
+        return (self.to is not None and self.to.version == 6) or (
+            self.via is not None and self.via.version == 6
+        )
 
 
 @dataclass(frozen=True)
@@ -136,13 +162,20 @@ class Container:
         """The container's primary address (first bridge interface)."""
         return self.interfaces[0].address.ip if self.interfaces else None
 
+    @property
+    def address6(self) -> IPv6Address | None:
+        """The container's primary IPv6 address (first bridge interface, if dual-stack)."""
+        if not self.interfaces or self.interfaces[0].address6 is None:
+            return None
+        return self.interfaces[0].address6.ip
+
 
 @dataclass(frozen=True)
 class Endpoint:
     container: str
     netns: str
     ifname: str
-    address: IPv4Interface | None = None
+    address: IPInterface | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from typing import Any
 
 from .model import NOWHERE, Loc, Proto
@@ -126,10 +133,14 @@ class LinkUp:
 
 @dataclass(frozen=True)
 class AddAddress:
+    """An address on a link. `nodad`: an IPv6 address usable at once, without duplicate
+    address detection (netgen checked it is unique), as Docker adds its own."""
+
     dev: str
-    address: IPv4Interface
+    address: IPv4Interface | IPv6Interface
     netns: str | None = None
     loc: Loc = field(default=NOWHERE, compare=False)
+    nodad: bool = False
 
     def inverse(self) -> None:
         return None
@@ -137,11 +148,18 @@ class AddAddress:
 
 @dataclass(frozen=True)
 class AddRoute:
+    """A route; `default` is IPv6 when `via` is."""
+
     netns: str | None
     to: str  # "default" or a CIDR
-    via: IPv4Address | None = None
+    via: IPv4Address | IPv6Address | None = None
     dev: str | None = None
     loc: Loc = field(default=NOWHERE, compare=False)
+
+    @property
+    def ipv6(self) -> bool:
+        """An IPv6 route: its destination or gateway says so (`default` alone does not)."""
+        return ":" in self.to or (self.via is not None and self.via.version == 6)
 
     def inverse(self) -> None:
         return None
@@ -184,7 +202,7 @@ class PublishPort:
     proto: Proto
     host_ip: IPv4Address | None
     host_port: int
-    dest: IPv4Address
+    dest: IPv4Address | IPv6Address  # IPv6: published on the host's IPv6 addresses
     dest_port: int
     bridge: str
     loc: Loc = field(default=NOWHERE, compare=False)
@@ -200,7 +218,7 @@ class Isolate:
     """
 
     bridge: str
-    subnet: IPv4Network
+    subnet: IPv4Network | IPv6Network
     ports: tuple[str, ...]
     loc: Loc = field(default=NOWHERE, compare=False)
 
@@ -209,7 +227,7 @@ class Isolate:
 class Masquerade:
     """Traffic from `subnet` to anywhere else leaves with the host's address (and is forwarded)."""
 
-    subnet: IPv4Network
+    subnet: IPv4Network | IPv6Network
     bridge: str
     loc: Loc = field(default=NOWHERE, compare=False)
 
@@ -219,8 +237,8 @@ class AllowLink:
     """--link on an icc=false bridge: `src` may reach `dst` on proto/port, and get the replies."""
 
     bridge: str
-    src: IPv4Address
-    dst: IPv4Address
+    src: IPv4Address | IPv6Address
+    dst: IPv4Address | IPv6Address
     proto: Proto
     port: int
     loc: Loc = field(default=NOWHERE, compare=False)
@@ -242,7 +260,7 @@ class AddFirewall:
 
     def inverse(self) -> DelFirewall:
         bridged = any(isinstance(r, (Isolate, AllowLink)) for r in self.rules)
-        return DelFirewall(self.owner, bridged, self.loc)
+        return DelFirewall(self.owner, bridged, self.loc, ipv6=any(is_ipv6(r) for r in self.rules))
 
 
 @dataclass(frozen=True)
@@ -260,6 +278,16 @@ class SetSysctl:
 
     def inverse(self) -> RestoreSysctl:
         return RestoreSysctl(self.owner, self.key, self.loc)
+
+
+def is_ipv6(rule: Rule) -> bool:
+    """An IPv6 rule (ip6tables in the iptables dialect)."""
+    match rule:
+        case PublishPort(dest=a) | AllowLink(src=a):
+            return a.version == 6
+        case Isolate(subnet=n) | Masquerade(subnet=n):
+            return n.version == 6
+    return False
 
 
 # -- inverses: each removes only what exists and is marked as the owner's ----------
@@ -345,6 +373,7 @@ class DelFirewall:
     owner: str
     bridged: bool = True
     loc: Loc = field(default=NOWHERE, compare=False)
+    ipv6: bool = False  # ip6tables chains to remove too (the iptables dialect)
 
     def inverse(self) -> None:
         return None

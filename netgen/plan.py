@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, ip_interface
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_interface
 from typing import Any, Literal
 
 from . import firewall as fw
@@ -547,7 +547,7 @@ class _Planner:
                 if routes is not None:
                     via = str(op.via) if op.via is not None else None
                     out = op.dev or _gateway_dev(host, op.netns, op.via)
-                    routes.append(Route(_route_dst(op.to), via, out))
+                    routes.append(Route(_route_dst(op.to, op.ipv6), via, out))
             case o.MakeDir(path=path):
                 host.files[path] = None
             case o.WriteFile(path=path, content=content):
@@ -611,11 +611,15 @@ def _adoptable(pid: int) -> str | None:
     return None
 
 
-def _route_dst(to: str) -> IPv4Network:
+def _route_dst(to: str, ipv6: bool = False) -> IPv4Network | IPv6Network:
+    if ipv6:
+        return IPv6Network("::/0" if to == "default" else to, strict=False)
     return IPv4Network("0.0.0.0/0" if to == "default" else to, strict=False)
 
 
-def _gateway_dev(host: Host, netns: str | None, via: IPv4Address | None) -> str | None:
+def _gateway_dev(
+    host: Host, netns: str | None, via: IPv4Address | IPv6Address | None
+) -> str | None:
     """The link the kernel sends a `via`-only route through (the one on the gateway's
     network), so that the modelled route goes away with that link, as the real one does."""
     if via is None:
@@ -628,7 +632,7 @@ def _gateway_dev(host: Host, netns: str | None, via: IPv4Address | None) -> str 
 
 def _route_matches(op: o.AddRoute, route: Route) -> bool:
     return (
-        route.dst == _route_dst(op.to)
+        route.dst == _route_dst(op.to, op.ipv6)
         and (op.via is None or route.gateway == str(op.via))
         and (op.dev is None or route.dev == op.dev)
     )

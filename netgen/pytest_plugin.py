@@ -1,27 +1,52 @@
-"""pytest plugin (entry point ``netgen``): fixtures for testing against a real kernel.
+"""pytest plugin (entry point ``netgen``): test specs, and netgen, against a real kernel.
 
-Kernel tests run inside a :class:`netgen.sandbox.Sandbox` so they can never change the
-host's network.  Where no sandbox can be made they are skipped locally, but fail in CI
-(``CI=true``) so that a misconfigured runner cannot turn the kernel suite green by
-silently skipping it.
+Fixtures:
+
+- ``netgen_sandbox``: a factory; ``net = netgen_sandbox("specs/web.yaml")`` applies the
+  spec in a fresh sandbox (what ``netgen try`` does) and returns its handle, a
+  :class:`netgen.trial.Trial`: ``net.run(ns, argv)``, ``net.ping(a, b)``,
+  ``net.connect(a, host, port)``, ``net.state()``, ``net.check()``. After the test each
+  one is destroyed (destroy must leave the sandbox as apply found it) and closed.
+- ``netgen_render``: ``netgen_render("specs/web.yaml", teardown=True)`` is the script
+  ``netgen render`` prints from the rootdir, for a snapshot (syrupy) or a golden file.
+- ``sandbox``: a bare private network + mount namespace (:class:`netgen.sandbox.Sandbox`).
+
+Tests that use a sandbox are marked ``kernel``. Where no sandbox can be made they are
+skipped locally, but fail in CI (``CI=true``) so that a misconfigured runner cannot turn
+the kernel suite green by silently skipping it. Relative spec paths are taken from the
+rootdir, so a test reads the same files whatever directory pytest runs from.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import NoReturn
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NoReturn, Protocol
 
 import pytest
 
+from netgen import golden, spec
+from netgen.errors import NetgenError
 from netgen.sandbox import Sandbox, SandboxUnavailable, unavailable_reason
+from netgen.trial import Report, Trial
+
+__all__ = ["NetgenSandbox", "Report", "Trial", "rendered", "sandbox_unavailable"]
 
 KERNEL_MARKER = "kernel: needs root and a private network namespace (runs in the sandbox)"
+KERNEL_FIXTURES = frozenset({"sandbox", "netgen_sandbox"})
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the ``kernel`` marker so ``--strict-markers`` accepts it without pyproject."""
     config.addinivalue_line("markers", KERNEL_MARKER)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that takes a sandbox is a kernel test: ``-m "not kernel"`` leaves it out."""
+    for item in items:
+        if KERNEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kernel)
 
 
 def _in_ci() -> bool:
@@ -50,3 +75,101 @@ def sandbox() -> Iterator[Sandbox]:
         sandbox_unavailable(reason or "unknown reason")
     with sb:
         yield sb
+
+
+class NetgenSandbox(Protocol):
+    """The ``netgen_sandbox`` factory, for annotating a test's argument."""
+
+    def __call__(
+        self, path: str | os.PathLike[str], *, dialect: str = ..., firewall: str = ...
+    ) -> Trial: ...
+
+
+@pytest.fixture
+def netgen_sandbox(request: pytest.FixtureRequest) -> Iterator[NetgenSandbox]:
+    """Apply specs, each in a fresh sandbox; destroy and close them after the test.
+
+    A spec error, or an apply that fails, fails the test with netgen's own message.
+    Destroy runs at teardown: if it fails, or leaves something behind, the test errors.
+    """
+    root = request.config.rootpath
+    trials: list[Trial] = []
+
+    def start(
+        path: str | os.PathLike[str], *, dialect: str = "iproute2", firewall: str = "iptables"
+    ) -> Trial:
+        try:
+            trial = Trial.start(_from_root(root, path), dialect=dialect, firewall=firewall)
+        except SandboxUnavailable as exc:
+            sandbox_unavailable(str(exc))
+        except NetgenError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        trials.append(trial)
+        return trial
+
+    yield start
+    problems = []
+    for trial in reversed(trials):
+        try:
+            trial.close()
+        except NetgenError as exc:
+            problems.append(f"spec {trial.spec.name!r}: {exc}")
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def rendered(
+    path: str | os.PathLike[str],
+    *,
+    dialect: str = "iproute2",
+    firewall: str = "iptables",
+    teardown: bool = False,
+    batch: bool = False,
+    shown_as: str | None = None,
+) -> str:
+    """The script ``netgen render PATH`` prints with these options, byte for byte.
+
+    The script names its spec file in its header and comments; ``shown_as`` names it
+    differently (the ``netgen_render`` fixture passes the path from the rootdir).
+    """
+    s = spec.load(Path(path))
+    if shown_as is not None:
+        raw = Path(path).read_bytes()
+        s = spec.loads(raw.decode("utf-8"), shown_as, sha256=s.sha256)
+    return golden.script(s, dialect=dialect, firewall=firewall, teardown=teardown, batch=batch)
+
+
+@pytest.fixture
+def netgen_render(request: pytest.FixtureRequest) -> Callable[..., str]:
+    """``netgen_render(spec, dialect=..., firewall=..., teardown=..., batch=...)``: what
+    ``netgen render`` prints when run from the rootdir; stable wherever pytest runs."""
+    root = request.config.rootpath
+
+    def render(
+        path: str | os.PathLike[str],
+        *,
+        dialect: str = "iproute2",
+        firewall: str = "iptables",
+        teardown: bool = False,
+        batch: bool = False,
+    ) -> str:
+        full = _from_root(root, path)
+        try:
+            shown = str(full.relative_to(root))
+        except ValueError:
+            shown = str(full)
+        return rendered(
+            full,
+            dialect=dialect,
+            firewall=firewall,
+            teardown=teardown,
+            batch=batch,
+            shown_as=shown,
+        )
+
+    return render
+
+
+def _from_root(root: Path, path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else root / p

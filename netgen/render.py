@@ -63,6 +63,38 @@ def render(
     )
 
 
+def render_migration(
+    old: m.Spec,
+    new: m.Spec,
+    ops: list[o.Op],
+    *,
+    dialect: str = "iproute2",
+    firewall: str = "iptables",
+) -> str:
+    """The script of a migration (see migrate.py): removals, then additions."""
+    intro = [
+        f"Migration from {old.file} (sha256 {old.sha256[:12]}) "
+        f"to {new.file} (sha256 {new.sha256[:12]}):",
+        "only the changes that turn a host built from the first (by netgen apply or its",
+        "script) into the second. Removals come first, each guarded: only what carries",
+        f"this spec's mark (netgen:{new.name}) is removed. On a host in another state,",
+        "use netgen apply, which compares with the host itself.",
+        f"Old spec sha256: {old.sha256}",
+    ]
+    return (
+        _env()
+        .get_template("script.sh.j2")
+        .render(
+            title=f"netgen migration script for spec {new.name!r}",
+            spec=new,
+            version=__version__,
+            dialect=dialect,
+            preamble=intro,
+            groups=group(ops, dialect, firewall),
+        )
+    )
+
+
 def render_batch(
     spec: m.Spec,
     ops: list[o.Op],

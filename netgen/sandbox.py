@@ -7,6 +7,10 @@ namespaces; every command is then run inside it with ``nsenter``.  Fresh tmpfs m
 netgen state, and a fresh sysfs makes ``/sys/class/net`` show the sandbox's devices.
 Killing the holder (by PID) releases the mount namespace, which drops the netns bind
 mounts, which frees every namespace and device created inside.
+
+Without root, ``Sandbox.start(user=True)`` does the same inside a fresh *user* namespace
+(``unshare -r``: the caller is root there, and only there), for laptops where ``sudo`` is
+not wanted; :func:`mode` picks what this host allows.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "Sandbox",
     "SandboxCommandError",
     "SandboxUnavailable",
+    "mode",
     "unavailable_reason",
 ]
 
@@ -53,6 +58,33 @@ set -eu
 for d in "$@"; do
     mount -t tmpfs -o mode=0755 netgen-sandbox "$d"
 done
+mount -t sysfs sysfs /sys
+ip link set lo up
+echo {_READY}
+exec cat >/dev/null 2>&1
+"""
+
+# The holder in a user namespace.  An unprivileged caller cannot create mount points on
+# the host, so /run (and /var/run, if it is not a link to /run) gets one fresh tmpfs
+# holding netns/ and netgen/, and a missing /etc/netns is made in a tmpfs-backed overlay
+# of /etc (so /etc itself stays readable).  Only this mount namespace sees any of it.
+_USER_HOLDER_SCRIPT = f"""
+set -eu
+mount -t tmpfs -o mode=0755 netgen-sandbox /run
+mkdir /run/netns /run/netgen
+varrun=$(readlink -f /var/run)
+if [ "$varrun" != /run ]; then
+    mount -t tmpfs -o mode=0755 netgen-sandbox "$varrun"
+    mkdir "$varrun/netns"
+fi
+if [ -d /etc/netns ]; then
+    mount -t tmpfs -o mode=0755 netgen-sandbox /etc/netns
+else
+    mkdir -p /run/.netgen-etc/upper /run/.netgen-etc/work
+    mount -t overlay netgen-sandbox \
+        -o lowerdir=/etc,upperdir=/run/.netgen-etc/upper,workdir=/run/.netgen-etc/work /etc
+    mkdir /etc/netns
+fi
 mount -t sysfs sysfs /sys
 ip link set lo up
 echo {_READY}
@@ -176,11 +208,11 @@ class SandboxCommandError(subprocess.CalledProcessError):
         )
 
 
-def _static_reason() -> str | None:
+def _static_reason(user: bool = False) -> str | None:
     """Checks that need no subprocess: platform, privileges, tools on PATH."""
     if not sys.platform.startswith("linux"):
         return f"network namespaces need Linux (this is {sys.platform})"
-    if os.geteuid() != 0:
+    if not user and os.geteuid() != 0:
         return f"creating network namespaces needs root (euid is {os.geteuid()})"
     for tool in _REQUIRED_TOOLS:
         if shutil.which(tool) is None:
@@ -188,19 +220,26 @@ def _static_reason() -> str | None:
     return None
 
 
-def unavailable_reason() -> str | None:
+def _unshare(user: bool) -> list[str]:
+    """The unshare that makes a sandbox: with ``user``, in a user namespace of its own."""
+    own_user = ["--user", "--map-root-user"] if user else []
+    return ["unshare", *own_user, "--net", "--mount", "--propagation", "private"]
+
+
+def unavailable_reason(user: bool = False) -> str | None:
     """Why a sandbox cannot be made here, or None if it can.
 
     Cheap: besides static checks it runs one ``unshare`` that mounts a sysfs in a
-    throw-away namespace, which is what fails in unprivileged containers.
+    throw-away namespace, which is what fails in unprivileged containers (and, with
+    ``user``, where unprivileged user namespaces are off or confined, as AppArmor does
+    on Ubuntu 23.10 and later).
     """
-    reason = _static_reason()
+    reason = _static_reason(user)
     if reason is not None:
         return reason
     try:
         probe = subprocess.run(
-            ["unshare", "--net", "--mount", "--propagation", "private"]
-            + ["mount", "-t", "sysfs", "sysfs", "/sys"],
+            _unshare(user) + ["mount", "-t", "sysfs", "sysfs", "/sys"],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -212,6 +251,29 @@ def unavailable_reason() -> str | None:
         detail = (probe.stderr or probe.stdout).strip()
         return f"unshare/mount probe failed (exit code {probe.returncode}): {detail}"
     return None
+
+
+def mode() -> str:
+    """How a sandbox can be made here: ``"root"``, or ``"user"`` (an unprivileged user
+    namespace); raises SandboxUnavailable saying why neither works.
+
+    Root is preferred when we have it: it is what CI runners and the kernel tests use.
+    """
+    reasons = []
+    if os.geteuid() == 0:
+        reason = unavailable_reason()
+        if reason is None:
+            return "root"
+        reasons.append(f"as root: {reason}")
+    else:
+        reasons.append(f"not root (euid {os.geteuid()})")
+    reason = unavailable_reason(user=True)
+    if reason is None:
+        return "user"
+    reasons.append(f"unprivileged user namespaces: {reason}")
+    raise SandboxUnavailable(
+        "a sandbox needs root or unprivileged user namespaces; " + "; ".join(reasons)
+    )
 
 
 def _mount_dirs() -> list[str]:
@@ -234,35 +296,41 @@ class Sandbox:
     """Handle on one private network + mount namespace; see the module docstring."""
 
     pid: int
+    #: True when the sandbox lives in a user namespace of its own (see start()).
+    user: bool
 
-    def __init__(self, holder: subprocess.Popen[str], nsenter: str) -> None:
+    def __init__(self, holder: subprocess.Popen[str], nsenter: str, user: bool = False) -> None:
         """Use :meth:`start`; this only wraps an already-ready holder."""
         self._holder = holder
         self.pid = holder.pid
         self._nsenter = nsenter
+        self.user = user
         self._spawned: list[subprocess.Popen[str]] = []
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
     @classmethod
-    def start(cls) -> Sandbox:
-        """Start the holder and wait until its private mounts are in place."""
-        reason = _static_reason()
+    def start(cls, *, user: bool = False) -> Sandbox:
+        """Start the holder and wait until its private mounts are in place.
+
+        ``user``: in a user namespace of its own, which needs no root (see :func:`mode`).
+        """
+        reason = _static_reason(user)
         if reason is not None:
             raise SandboxUnavailable(reason)
         nsenter = shutil.which("nsenter")
         assert nsenter is not None  # checked by _static_reason
-        dirs = _mount_dirs()
+        dirs = [] if user else _mount_dirs()
         try:
             for d in dirs:
                 os.makedirs(d, exist_ok=True)  # mount points must exist on the host
         except OSError as exc:
             raise SandboxUnavailable(f"cannot create mount point: {exc}") from exc
+        script = _USER_HOLDER_SCRIPT if user else _HOLDER_SCRIPT
         try:
             holder = subprocess.Popen(
-                ["unshare", "--net", "--mount", "--propagation", "private"]
-                + ["bash", "-c", _HOLDER_SCRIPT, "netgen-sandbox", *dirs],
+                _unshare(user) + ["bash", "-c", script, "netgen-sandbox", *dirs],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -283,7 +351,7 @@ class Sandbox:
         assert holder.stdout is not None and holder.stderr is not None
         holder.stdout.close()
         holder.stderr.close()
-        return cls(holder, nsenter)
+        return cls(holder, nsenter, user)
 
     @staticmethod
     def _wait_ready(holder: subprocess.Popen[str]) -> bool:
@@ -348,7 +416,7 @@ class Sandbox:
         touch host processes.
         """
         found: set[tuple[int, int]] = set()
-        for kind in ("net", "mnt"):
+        for kind in ("net", "mnt", "user") if self.user else ("net", "mnt"):
             try:
                 st = os.stat(f"/proc/{self.pid}/ns/{kind}")
             except OSError:
@@ -378,7 +446,7 @@ class Sandbox:
             except OSError:
                 continue
             found.add((st.st_dev, st.st_ino))
-        for kind in ("net", "mnt"):
+        for kind in ("net", "mnt", "user"):
             st = os.stat(f"/proc/self/ns/{kind}")
             found.discard((st.st_dev, st.st_ino))
         return found
@@ -400,7 +468,7 @@ class Sandbox:
                 pid = int(entry)
                 if pid in (me, self.pid):
                     continue
-                for kind in ("net", "mnt"):
+                for kind in ("net", "mnt", "user"):
                     try:
                         st = os.stat(f"/proc/{pid}/ns/{kind}")
                     except OSError:
@@ -435,7 +503,16 @@ class Sandbox:
         # --wdns resolves the directory inside the sandbox's mount namespace; without it
         # entering a mount namespace would leave the command in "/".
         wd = cwd if cwd is not None else os.getcwd()
-        return [self._nsenter, f"--target={self.pid}", "--net", "--mount", f"--wdns={wd}", "--"]
+        return [self._nsenter, *self.enter_args(), f"--wdns={wd}", "--"]
+
+    def enter_args(self) -> list[str]:
+        """nsenter's options that enter this sandbox (a user namespace first, if any)."""
+        return [f"--target={self.pid}", *(["--user"] if self.user else []), "--net", "--mount"]
+
+    def command(self, argv: Sequence[str], *, cwd: str | None = None) -> list[str]:
+        """``argv`` prefixed so that it runs inside, for a caller that needs a process of
+        its own making (an interactive shell on the terminal); not tracked by close()."""
+        return self._prefix(cwd) + self._argv(argv)
 
     @staticmethod
     def _argv(argv: Sequence[str]) -> list[str]:

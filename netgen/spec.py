@@ -16,6 +16,9 @@ from ipaddress import (
     IPv4Address,
     IPv4Interface,
     IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
     NetmaskValueError,
     ip_address,
 )
@@ -101,6 +104,9 @@ class _Iface:
     node: Node  # for errors in pass 2
     address_node: Node | None = None
     prefix: int | None = None  # the prefix the user wrote, checked against the bridge
+    address6: IPv6Address | None = None
+    address6_node: Node | None = None
+    prefix6: int | None = None
     ifname_node: Node | None = None
     host_ifname_node: Node | None = None
 
@@ -129,7 +135,7 @@ class _Container:
 @dataclass
 class _Link:
     endpoints: list[tuple[str, str, Node]]
-    addresses: list[tuple[IPv4Interface, Node]]
+    addresses: list[tuple[m.IPInterface, Node]]
     loc: m.Loc
     node: Node
 
@@ -157,6 +163,8 @@ class _Draft:
     outside: m.IPAddress | None = None
     outside_node: Node | None = None
     checks: list[_Check] = field(default_factory=list)
+    # bridge name -> its keys' value nodes ("": the bridge's own key), for pass-2 errors
+    bridge_nodes: dict[str, dict[str, Node]] = field(default_factory=dict)
 
 
 class _Reader:
@@ -192,6 +200,10 @@ class _Reader:
                 self.src.mapping(top["bridges"][1], "bridges") or {}
             ).items():
                 draft.declared_bridges.add(key)
+                nodes = {"": knode}
+                if isinstance(vnode, yaml.MappingNode):
+                    nodes.update((str(k.value), v) for k, v in vnode.value)
+                draft.bridge_nodes[key] = nodes
                 bridge = self.bridge(key, knode, vnode)
                 if bridge is not None:
                     draft.bridges.append(bridge)
@@ -253,6 +265,33 @@ class _Reader:
             return IPv4Address(value)
         except AddressValueError:
             self.src.error(node, path, f"{value!r} is not an IPv4 address")
+            return None
+
+    def ipv6(self, node: Node, path: str) -> IPv6Address | None:
+        value = self.src.string(node, path)
+        if value is None:
+            return None
+        try:
+            return IPv6Address(value)
+        except AddressValueError:
+            self.src.error(node, path, f"{value!r} is not an IPv6 address")
+            return None
+
+    def cidr6(self, node: Node, path: str) -> IPv6Network | None:
+        value = self.src.string(node, path)
+        if value is None:
+            return None
+        if "/" not in value:
+            self.src.error(node, path, f"{value!r} is not an IPv6 CIDR (like fd00:20::/64)")
+            return None
+        try:
+            return IPv6Network(value)
+        except ValueError as exc:
+            if isinstance(exc, (AddressValueError, NetmaskValueError)):
+                self.src.error(node, path, f"{value!r} is not an IPv6 CIDR (like fd00:20::/64)")
+            else:
+                net = IPv6Network(value, strict=False)
+                self.src.error(node, path, f"{value!r} has host bits set; did you mean {net}?")
             return None
 
     def ip(self, node: Node, path: str) -> m.IPAddress | None:
@@ -334,7 +373,18 @@ class _Reader:
             if address is None:
                 ok = False
         values: dict[str, Any] = {}
-        for key in ("external", "masquerade", "icc", "mcast_snooping"):
+        if "subnet6" in keys:
+            values["subnet6"] = self.cidr6(keys["subnet6"][1], join(path, "subnet6"))
+            ok = ok and values["subnet6"] is not None
+        if "address6" in keys:
+            values["address6"] = self.ipv6(keys["address6"][1], join(path, "address6"))
+            ok = ok and values["address6"] is not None
+            if "subnet6" not in keys:
+                self.src.error(
+                    keys["address6"][0], join(path, "address6"), "'address6' needs 'subnet6'"
+                )
+                ok = False
+        for key in ("external", "masquerade", "masquerade6", "dad", "icc", "mcast_snooping"):
             if key in keys:
                 values[key] = self.src.boolean(keys[key][1], join(path, key))
                 ok = ok and values[key] is not None
@@ -352,6 +402,10 @@ class _Reader:
         explicit = address is not None
         if address is None:
             address = IPv4Address(int(subnet.network_address) + (1 if subnet.prefixlen < 31 else 0))
+        subnet6 = values.get("subnet6")
+        if subnet6 is not None and "address6" not in values:
+            first = int(subnet6.network_address) + (1 if subnet6.prefixlen < 127 else 0)
+            values["address6"] = IPv6Address(first)
         bridge = m.Bridge(name, subnet, address, loc=self.loc(knode, path), **values)
         return bridge, keys["address"][1] if explicit else keys["subnet"][1], explicit
 
@@ -453,6 +507,8 @@ class _Reader:
         iface = _Iface(None, "eth0", None, None, None, loc, node)
         if "address" in keys:
             iface.address_node = keys["address"][1]
+        if "address6" in keys:
+            iface.address6_node = keys["address6"][1]
         return self.interface_fields(iface, keys, path)
 
     def interface(self, node: Node, path: str, index: int) -> _Iface | None:
@@ -466,6 +522,8 @@ class _Reader:
         iface.bridge = self.src.string(keys["bridge"][1], join(path, "bridge"))
         if "address" in keys:
             iface.address_node = keys["address"][1]
+        if "address6" in keys:
+            iface.address6_node = keys["address6"][1]
         return self.interface_fields(iface, keys, path)
 
     def interface_fields(
@@ -491,22 +549,53 @@ class _Reader:
             iface.address = parsed.ip
             if "/" in str(iface.address_node.value):
                 iface.prefix = parsed.network.prefixlen
+        if iface.address6_node is not None:
+            apath = join(path, "address6")
+            value = self.src.string(iface.address6_node, apath)
+            if value is None:
+                return None
+            try:
+                parsed6 = IPv6Interface(value)
+            except ValueError:
+                self.src.error(
+                    iface.address6_node,
+                    apath,
+                    f"{value!r} is not an IPv6 address or address/prefix",
+                )
+                return None
+            iface.address6 = parsed6.ip
+            if "/" in value:
+                iface.prefix6 = parsed6.network.prefixlen
         return iface if ok else None
 
     def route(self, node: Node, path: str) -> m.Route | None:
         keys = self.src.mapping(node, path, ROUTE_KEYS)
         if keys is None:
             return None
-        to: IPv4Network | None = None
+        to: m.IPNetwork | None = None
         if "to" not in keys:
             self.src.error(node, join(path, "to"), "missing required key 'to'")
             return None
         tnode = keys["to"][1]
-        if self.src.scalar(tnode, join(path, "to")) != "default":
-            to = self.cidr(tnode, join(path, "to"))
+        written = self.src.scalar(tnode, join(path, "to"))
+        if written != "default":
+            ipv6 = isinstance(written, str) and ":" in written
+            to = (self.cidr6 if ipv6 else self.cidr)(tnode, join(path, "to"))
             if to is None:
                 return None
-        via = self.ipv4(keys["via"][1], join(path, "via")) if "via" in keys else None
+        via: m.IPAddress | None = None
+        if "via" in keys:
+            vnode = keys["via"][1]
+            vtext = self.src.scalar(vnode, join(path, "via"))
+            v6 = isinstance(vtext, str) and ":" in vtext
+            via = (self.ipv6 if v6 else self.ipv4)(vnode, join(path, "via"))
+            if via is not None and to is not None and via.version != to.version:
+                self.src.error(
+                    vnode,
+                    join(path, "via"),
+                    f"gateway {via} is IPv{via.version} but 'to' {to} is IPv{to.version}",
+                )
+                return None
         dev = self.ifname(keys["dev"][1], join(path, "dev")) if "dev" in keys else None
         if "via" not in keys and "dev" not in keys:
             self.src.error(node, path, "a route needs 'via' or 'dev' (or both)")
@@ -675,14 +764,29 @@ class _Reader:
                 try:
                     if "/" not in value:
                         raise ValueError
-                    link.addresses.append((IPv4Interface(value), anode))
+                    parsed: m.IPInterface = (
+                        IPv6Interface(value) if ":" in value else IPv4Interface(value)
+                    )
+                    link.addresses.append((parsed, anode))
                 except ValueError:
+                    family, example = (
+                        ("IPv6", "fd00:1::1/128") if ":" in value else ("IPv4", "10.1.1.1/32")
+                    )
                     self.src.error(
                         anode,
                         f"{apath}[{i}]",
-                        f"{value!r} is not an IPv4 address/prefix (like 10.1.1.1/32)",
+                        f"{value!r} is not an {family} address/prefix (like {example})",
                     )
                     return None
+            (first, _), (second, snode) = link.addresses
+            if first.version != second.version:
+                self.src.error(
+                    snode,
+                    f"{apath}[1]",
+                    f"{second} is IPv{second.version} but {first} is IPv{first.version}; "
+                    "give both ends the same family",
+                )
+                return None
         return link
 
     # -- checks -------------------------------------------------------------
@@ -754,7 +858,7 @@ class _Resolver:
         self.draft = draft
         self.file = file
         self.sha256 = sha256
-        self.used: dict[IPv4Address, str] = {}  # every static or allocated address, and its user
+        self.used: dict[m.IPAddress, str] = {}  # every static or allocated address, and its user
         self.declared = {c.name for c in draft.containers}
         # for errors at the right line: the source of each resolved interface and link
         self.iface_src: dict[tuple[str, int], _Iface] = {}
@@ -769,10 +873,13 @@ class _Resolver:
             )
         bridges = {b.name: b for b, _, _ in d.bridges}
         self.check_overlaps(d.bridges)
+        self.check_overlaps6(d.bridges)
         pools = self.bridge_pools(d.bridges)
+        pools6 = self.bridge_pools6(d.bridges)
         modes = self.modes(bridges)
         netns_of = self.netns_names(modes)
         ifaces = self.interfaces(modes, bridges, pools, name)
+        self.interfaces6(modes, bridges, pools6, ifaces)
         links = self.links(modes, netns_of)
         self.namespace_ifnames(ifaces, links)
         self.check_host_ifnames(d.bridges, ifaces)
@@ -833,6 +940,46 @@ class _Resolver:
                     f"bridges.{second.name}.subnet",
                     f"subnet {second.subnet} overlaps {first.subnet} of bridge {first.name}",
                 )
+
+    def check_overlaps6(self, bridges: list[tuple[m.Bridge, Node, bool]]) -> None:
+        """The IPv6 twin of check_overlaps, on subnet6."""
+        dual = [(b, b.subnet6) for b, _, _ in bridges if b.subnet6 is not None]
+        ordered = sorted(dual, key=lambda t: (int(t[1].network_address), t[1].prefixlen))
+        for (a, asub), (b, bsub) in zip(ordered, ordered[1:], strict=False):
+            if int(bsub.network_address) <= int(asub.broadcast_address):
+                (first, fsub), (second, ssub) = sorted(
+                    ((a, asub), (b, bsub)), key=lambda x: (x[0].loc.line, x[0].loc.col)
+                )
+                node = self._bridge_value(second.name, "subnet6")
+                self.src.error(
+                    node,
+                    f"bridges.{second.name}.subnet6",
+                    f"subnet6 {ssub} overlaps {fsub} of bridge {first.name}",
+                )
+
+    def _bridge_value(self, bridge: str, key: str) -> Node:
+        """The node of `bridges.BRIDGE.KEY` (or of the bridge, without the key)."""
+        for b, _, _ in self.draft.bridges:
+            if b.name == bridge:
+                nodes = self.draft.bridge_nodes[bridge]
+                return nodes.get(key, nodes[""])
+        raise KeyError(bridge)
+
+    def bridge_pools6(self, bridges: list[tuple[m.Bridge, Node, bool]]) -> dict[str, Pool]:
+        pools = {}
+        for bridge, _, _ in bridges:
+            if bridge.subnet6 is None or bridge.address6 is None:
+                continue
+            pool = Pool(bridge.subnet6)
+            why = pool.why_unusable(bridge.address6)
+            if why:
+                node = self._bridge_value(bridge.name, "address6")
+                self.src.error(node, f"bridges.{bridge.name}.address6", why)
+                continue
+            pool.reserve(bridge.address6)
+            self.used.setdefault(bridge.address6, f"the address6 of bridge {bridge.name}")
+            pools[bridge.name] = pool
+        return pools
 
     def bridge_pools(self, bridges: list[tuple[m.Bridge, Node, bool]]) -> dict[str, Pool]:
         pools = {}
@@ -1053,7 +1200,7 @@ class _Resolver:
         out: dict[str, list[m.Interface]] = {}
         for c, iface, bname in legs:
             pool = pools.get(bname)
-            address = iface.address
+            address: m.IPAddress | None = iface.address
             if address is None:
                 if pool is None:
                     continue
@@ -1082,6 +1229,74 @@ class _Resolver:
             )
         self._derive_host_ifnames(out, spec_name)
         return out
+
+    def interfaces6(
+        self,
+        modes: dict[str, tuple[str, str | None]],
+        bridges: dict[str, m.Bridge],
+        pools: dict[str, Pool],
+        ifaces: dict[str, list[m.Interface]],
+    ) -> None:
+        """IPv6 addresses of the legs on dual-stack bridges: the twin of `interfaces`,
+        statics first, then the rest in declaration order."""
+        legs: list[tuple[str, int, _Iface, m.Bridge]] = []
+        for c in self.draft.containers:
+            for k, leg in enumerate(ifaces.get(c.name, ())):
+                legs.append((c.name, k, self.iface_src[(c.name, k)], bridges[leg.bridge]))
+        for cname, k, src, bridge in legs:
+            if src.address6 is None or src.address6_node is None:
+                continue
+            path = ifaces[cname][k].loc.path
+            apath = join(path, "address6")
+            node = src.address6_node
+            if bridge.subnet6 is None or bridge.address6 is None:
+                self.src.error(
+                    node, apath, f"bridge {bridge.name} has no subnet6; give it one for IPv6"
+                )
+                continue
+            if src.prefix6 is not None and src.prefix6 != bridge.subnet6.prefixlen:
+                self.src.error(
+                    node,
+                    apath,
+                    f"prefix /{src.prefix6} differs from bridge {bridge.name}'s subnet6 "
+                    f"{bridge.subnet6}; write {src.address6}/{bridge.subnet6.prefixlen} "
+                    f"or just {src.address6}",
+                )
+                continue
+            why = _misfit6(src.address6, bridge)
+            if why:
+                self.src.error(node, apath, why)
+                continue
+            if src.address6 in self.used:
+                self.src.error(node, apath, f"{src.address6} is already {self.used[src.address6]}")
+                continue
+            self.used[src.address6] = f"used by {path}"
+            pool = pools.get(bridge.name)
+            if pool is not None:
+                pool.reserve(src.address6)
+        for cname, k, src, bridge in legs:
+            pool = pools.get(bridge.name)
+            if pool is None or bridge.subnet6 is None:
+                continue
+            address = src.address6
+            if address is None:
+                allocated = pool.allocate()
+                if allocated is None:
+                    self.src.error(
+                        src.node,
+                        f"containers.{cname}",
+                        f"no address left in bridge {bridge.name}'s subnet6 {bridge.subnet6}: "
+                        f"all {pool.capacity()} usable addresses are taken",
+                    )
+                    continue
+                address = IPv6Address(int(allocated))
+                self.used[address] = f"given to containers.{cname}"
+            elif _misfit6(address, bridge):
+                continue
+            leg = ifaces[cname][k]
+            ifaces[cname][k] = replace(
+                leg, address6=IPv6Interface(f"{address}/{bridge.subnet6.prefixlen}")
+            )
 
     def _derive_host_ifnames(self, out: dict[str, list[m.Interface]], spec_name: str) -> None:
         taken = {i.host_ifname for legs in out.values() for i in legs if i.host_ifname}
@@ -1225,7 +1440,17 @@ class _Resolver:
                     f"no interface {route.dev!r} in {c.name} (has: {', '.join(sorted(devs))})",
                 )
                 continue
-            if route.to is None and c.default_route and legs:
+            if route.to is None and c.default_route and legs and route.ipv6:
+                if legs[0].address6 is not None:
+                    self.src.error(
+                        _at(node, "to"),
+                        join(path, "to"),
+                        f"{c.name} already gets an IPv6 'default via "
+                        f"{self.draft_gateway(legs[0], 6)}'; "
+                        "set default_route: false to route default elsewhere",
+                    )
+                    continue
+            elif route.to is None and c.default_route and legs:
                 self.src.error(
                     _at(node, "to"),
                     join(path, "to"),
@@ -1236,10 +1461,10 @@ class _Resolver:
             out.append(route)
         return tuple(out)
 
-    def draft_gateway(self, iface: m.Interface) -> str:
+    def draft_gateway(self, iface: m.Interface, version: int = 4) -> str:
         for b, _, _ in self.draft.bridges:
             if b.name == iface.bridge:
-                return str(b.address)
+                return str(b.address if version == 4 else b.address6)
         return "?"
 
     def ports(self) -> dict[str, list[m.Port]]:
@@ -1421,6 +1646,19 @@ def _misfit(address: IPv4Address, bridge: m.Bridge) -> str | None:
         return f"{address} is the broadcast address of {where}"
     if address == bridge.address:
         return f"{address} is the address of bridge {bridge.name} itself (its containers' gateway)"
+    return None
+
+
+def _misfit6(address: IPv6Address, bridge: m.Bridge) -> str | None:
+    """Why a container cannot have IPv6 `address` on `bridge`, or None."""
+    assert bridge.subnet6 is not None
+    where = f"bridge {bridge.name}'s subnet6 {bridge.subnet6}"
+    if address not in bridge.subnet6:
+        return f"{address} is outside {where}"
+    if int(address) < usable(bridge.subnet6)[0]:
+        return f"{address} is the subnet-router anycast address of {where}"
+    if address == bridge.address6:
+        return f"{address} is the address6 of bridge {bridge.name} itself (its containers' gateway)"
     return None
 
 
