@@ -106,6 +106,9 @@ def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") ->
             if dev is not None:
                 args += ["dev", dev]
             return [d.ip(netns, *args)]
+        case o.WaitDad(dev=dev, netns=netns):
+            show = d.ip(netns, "-6", "addr", "show", "dev", dev)
+            return [Cmd(("sh", "-c", WAIT_DAD, "netgen-wait-dad", *show.argv))]
         case o.MakeDir(path=path):
             return [C("mkdir", "-p", path)]
         case o.WriteFile(path=path, content=content):
@@ -139,6 +142,24 @@ def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") ->
         case o.RemoveFile(path=path):
             return [C("rm", "-f", path)]
     raise DialectError(type(op).__name__, dialect, "no command mapping for this op")
+
+
+#: The bounded wait behind WaitDad: runs its arguments (the dialect's `ip -6 addr show
+#: dev DEV`) every 0.1 s until no address on the link is `tentative`, for at most 5 s;
+#: a `dadfailed` address fails it, naming the address. A wait is a loop, which no single
+#: command of iproute2 or coreutils does, and a script cannot count on a helper of
+#: netgen's being installed: so a fixed `sh -c` program. It is a constant; every value
+#: reaches it as an argument ("$@"), never as shell text, so it quotes like any other
+#: argv, and `render` and `apply` run the same thing. A link without carrier (a bridge
+#: without ports) has nothing to wait for: the kernel starts detection at carrier.
+WAIT_DAD = (
+    'for _ in $(seq 50); do s=$("$@") || exit; case $s in *dadfailed*) '
+    'echo "duplicate address detection failed (another host on the link has it):" >&2; '
+    'echo "$s" | grep dadfailed >&2; exit 1;; '
+    "*NO-CARRIER*) exit 0;; *tentative*) sleep 0.1;; *) exit 0;; esac; done; "
+    'echo "duplicate address detection did not finish within 5 s:" >&2; '
+    'echo "$s" | grep tentative >&2; exit 1'
+)
 
 
 def nodad(flag: bool) -> tuple[str, ...]:

@@ -447,8 +447,9 @@ def _link(body: bytes) -> Link:
 
 
 class Reader:
-    """state.read()'s per-namespace reader over netlink: links, IPv4 addresses, main-table
-    IPv4 routes and the namespace ids that name the other ends of veths.
+    """state.read()'s per-namespace reader over netlink: links, IPv4 and global IPv6
+    addresses, main-table routes (IPv6 ones where there is an IPv6 address) and the
+    namespace ids that name the other ends of veths: the snapshot `ip -j` gives.
 
     `names`: the namespaces this snapshot reads; ids are looked up only for those,
     and only for ids that a veth actually points at.

@@ -3,13 +3,14 @@
 Order: bridges, then each container's namespace, legs and files, then the
 point-to-point links, then the containers' extra routes (which may use a
 link's interface), then the firewall (ports, masquerade, icc, links) and the
-sysctls it needs, once every address is wired. Teardown is the reverse of this list.
+sysctls it needs, once every address is wired, then the waits for duplicate
+address detection on IPv6 addresses added without `nodad`. Teardown is the reverse of this list.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from ipaddress import ip_interface
+from ipaddress import IPv6Interface, ip_interface
 
 from . import firewall
 from . import model as m
@@ -34,6 +35,12 @@ def lower(spec: m.Spec) -> list[o.Op]:
             for route in c.routes:
                 out.append(o.AddRoute(c.netns, route.destination, route.via, route.dev, route.loc))
     out += firewall.lower(spec)
+    # last, so that detection runs on every address at once while the others are built
+    out += [
+        o.WaitDad(op.dev, op.address, op.netns, op.loc)
+        for op in out
+        if isinstance(op, o.AddAddress) and isinstance(op.address, IPv6Interface) and not op.nodad
+    ]
     return out
 
 

@@ -166,6 +166,22 @@ class AddRoute:
 
 
 @dataclass(frozen=True)
+class WaitDad:
+    """Wait until duplicate address detection has finished for an IPv6 address added
+    without `nodad`: it is unusable (no bind, no source) while `tentative`. A failed
+    detection (another host holds the address) is a failure of the apply. The wait
+    covers every address of the link, its link-local one (neighbour discovery) included."""
+
+    dev: str
+    address: IPv6Interface
+    netns: str | None = None
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    def inverse(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
 class MakeDir:
     path: str
     loc: Loc = field(default=NOWHERE, compare=False)
@@ -401,6 +417,7 @@ Op = (
     | LinkUp
     | AddAddress
     | AddRoute
+    | WaitDad
     | MakeDir
     | WriteFile
     | AddFirewall

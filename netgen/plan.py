@@ -152,7 +152,11 @@ def _parents(op: o.Op) -> list[Key]:
             return [("link", None, dev)]
         case o.LinkUp(dev="lo", netns=str(ns)):
             return [("netns", ns)]
-        case o.LinkUp(dev=dev, netns=ns) | o.AddAddress(dev=dev, netns=ns):
+        case (
+            o.LinkUp(dev=dev, netns=ns)
+            | o.AddAddress(dev=dev, netns=ns)
+            | o.WaitDad(dev=dev, netns=ns)
+        ):
             return [("link", ns, dev), ("uplink", dev)] if ns is None else [("link", ns, dev)]
         case o.AddRoute(netns=ns, dev=dev):
             keys: list[Key] = [("link", ns, dev)] if dev is not None else []
@@ -213,6 +217,7 @@ class _Planner:
         self.firewall = firewall
         self.old_firewall = old_firewall
         self.built: set[o.Op] = set()  # opaque ops this plan runs
+        self.added: set[tuple[str | None, str, str]] = set()  # addresses it adds: netns, dev
         self.gone: set[Key] = set()  # opaque objects this plan removes
         self.mark = o.mark(owner)
         self.crashed = crashed
@@ -289,6 +294,8 @@ class _Planner:
             self.remove(_inverse(op), op, guarded=True, change=True)
         self.out.steps.append(Step("+", op, change=verdict in ("replace", "replaced", "rewrite")))
         self.simulate(op)
+        if isinstance(op, o.AddAddress):
+            self.added.add((op.netns, op.dev, str(op.address)))
         if _opaque(op):
             self.built.add(op)
 
@@ -364,6 +371,10 @@ class _Planner:
             case o.AddRoute():
                 routes = host.routes_in(op.netns) or []
                 return "ok" if any(_route_matches(op, r) for r in routes) else "run"
+            case o.WaitDad(dev=dev, address=address, netns=ns):
+                # an address found in place has long finished detection (or failed it
+                # with an apply that rolled back): wait only for those this plan adds
+                return "run" if (ns, dev, str(address)) in self.added else "ok"
             case o.MakeDir(path=path):
                 if path not in host.files:
                     return "run"
@@ -666,6 +677,8 @@ def describe(op: o.Op) -> str:
             text += f" via {via}" if via is not None else ""
             text += f" dev {dev}" if dev is not None else ""
             return f"{text} in {ns}" if ns is not None else text
+        case o.WaitDad(dev=dev, address=address, netns=ns):
+            return f"duplicate address detection of {address.ip} on {_where(ns, dev)}"
         case o.MakeDir(path=path):
             return f"dir {path}"
         case o.WriteFile(path=path):

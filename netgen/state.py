@@ -150,7 +150,7 @@ class Host:
                     self.delete_link(*link.peer)
 
 
-#: Reads one namespace (None: the host): its links, IPv4 routes and the names of the
+#: Reads one namespace (None: the host): its links, routes and the names of the
 #: namespace ids its veths point at; HostError if it cannot be entered.
 NsReader = Callable[[str | None], tuple[dict[str, Link], list[Route], dict[int, str]]]
 

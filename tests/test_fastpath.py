@@ -437,29 +437,52 @@ def test_kernel_refusal_names_the_command_as_ip_does(sandbox: Sandbox, tmp_path:
     assert sandbox.state() == before
 
 
+READER = textwrap.dedent(
+    """
+    import sys
+    from netgen import fastpath, netlink, state
+    names = set(sys.argv[1:])
+    by_ip = state.read(names, [])
+    with netlink.Namespaces() as nss:
+        by_netlink = state.read(names, [], reader=fastpath.Reader(nss, names))
+    assert by_ip == by_netlink, (by_ip, by_netlink)
+    peers = {(n, l.name): l.peer for n, ns in by_ip.netns.items() for l in ns.links.values()}
+    v6 = sum(":" in r.dst.compressed for ns in by_ip.netns.values() for r in ns.routes)
+    print(sum(peer is not None for peer in peers.values()), v6)
+    """
+)
+
+
+def read_both(sb: Sandbox, names: list[str]) -> tuple[int, int]:
+    """(veth ends paired, IPv6 routes) of a snapshot the netlink Reader and `ip -j` agree on."""
+    res = sb.run(["python3", "-c", READER, *names], check=False)
+    assert res.returncode == 0, res.stderr
+    peers, v6 = res.stdout.split()
+    return int(peers), int(v6)
+
+
 @kernel
 def test_reader_sees_what_ip_sees(sandbox: Sandbox, tmp_path: Path) -> None:
     """The netlink snapshot equals the `ip -j` one, veth pairs across namespaces included."""
     path = write(tmp_path, "full", FULL)
     run(sandbox, "apply", str(path))
     run(sandbox, "apply", str(SPECS[[p.stem for p in SPECS].index("point-to-point")]))
-    script = textwrap.dedent(
-        """
-        import sys
-        from netgen import fastpath, netlink, state
-        names = set(sys.argv[1:])
-        by_ip = state.read(names, [])
-        with netlink.Namespaces() as nss:
-            by_netlink = state.read(names, [], reader=fastpath.Reader(nss, names))
-        assert by_ip == by_netlink, (by_ip, by_netlink)
-        peers = {(n, l.name): l.peer for n, ns in by_ip.netns.items() for l in ns.links.values()}
-        print(sum(peer is not None for peer in peers.values()))
-        """
-    )
-    names = ["web", "db", "solo", "c1", "c2", "absent"]
-    res = sandbox.run(["python3", "-c", script, *names], check=False)
-    assert res.returncode == 0, res.stderr
-    assert int(res.stdout) >= 6  # web's two legs, db's, two p2p ends, c1/c2's link
+    peers, _ = read_both(sandbox, ["web", "db", "solo", "c1", "c2", "absent"])
+    assert peers >= 6  # web's two legs, db's, two p2p ends, c1/c2's link
+
+
+@kernel
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_reader_sees_what_ip_sees_for_every_spec(sandbox: Sandbox, path: Path) -> None:
+    """Every example spec, dual-stack's IPv6 addresses and routes included."""
+    s = spec.load(path)
+    if any(c.pid is not None for c in s.containers):
+        pytest.skip("adopts a process of a particular host")
+    prepare(sandbox, s)
+    run(sandbox, "apply", str(path))
+    _, v6 = read_both(sandbox, [*sorted(p.namespaces(lower.lower(s))), "absent"])
+    if path.stem == "dual-stack":
+        assert v6 >= 8  # per container: subnet6, fe80::/64, default; the p2p /128s
 
 
 @kernel

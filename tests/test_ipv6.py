@@ -6,6 +6,7 @@ Kernel tests run in the sandbox only, with ULA (fd00::/8) and documentation
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 import time
@@ -229,6 +230,25 @@ class TestLowering:
         assert "ip -n a -6 addr add fd00:1::10/64 dev eth0" in text.splitlines()
         assert "nodad" not in text
 
+    def test_dad_is_waited_for_last(self) -> None:
+        s = load(TWO.replace("subnet6: fd00:1::/64", "subnet6: fd00:1::/64\n    dad: true"))
+        ops_ = lower.lower(s)
+        waits = [op for op in ops_ if isinstance(op, ops.WaitDad)]
+        assert [(w.netns, w.dev, str(w.address)) for w in waits] == [
+            (None, "br0", "fd00:1::1/64"),
+            ("a", "eth0", "fd00:1::10/64"),
+            ("b", "eth0", "fd00:1::2/64"),
+        ]
+        assert ops_[-len(waits) :] == waits  # after everything: detections overlap
+        assert waits[1].loc.line == 8  # the container's spec line, for the error message
+        text = render.render(s, ops_)
+        lines = [line for line in text.splitlines() if "netgen-wait-dad" in line]
+        assert len(lines) == 3
+        assert lines[1].endswith(" netgen-wait-dad ip -n a -6 addr show dev eth0")
+        # nothing to wait for without DAD, nor anywhere in teardown
+        assert not any(isinstance(op, ops.WaitDad) for op in lower.lower(load(TWO)))
+        assert "netgen-wait-dad" not in render.render(s, ops.teardown(ops_))
+
     def test_link_128_peer_routes(self) -> None:
         text = render.render(s := spec.load(DUAL), lower.lower(s))
         assert "ip -n web -6 route add fd00:99::2/128 dev p2p0" in text
@@ -311,8 +331,7 @@ def test_dual_stack_end_to_end(sandbox: Sandbox, firewall: str) -> None:
     before = sandbox.state()
     path = str(DUAL)
     fw = ("--firewall", firewall)
-    # --subprocess: the netlink fast path does not read IPv6 state yet
-    _netgen(sandbox, "apply", "--subprocess", *fw, path)
+    _netgen(sandbox, "apply", *fw, path)
     assert sandbox.ping("web", "fd00:20::1")
     assert sandbox.ping("db", "fd00:20::1")
     assert sandbox.ping("web", "fd00:20::2")
@@ -322,7 +341,8 @@ def test_dual_stack_end_to_end(sandbox: Sandbox, firewall: str) -> None:
     assert sandbox.ping("web", "172.20.0.3")  # and IPv4 as before
     resolv = sandbox.run(["cat", "/etc/netns/web/resolv.conf"]).stdout
     assert "nameserver fd00:20::1" in resolv
-    # applying again runs nothing
+    # applying again runs nothing, whichever way the host is read
+    assert _netgen(sandbox, "apply", "--dry-run", *fw, path) == ""
     assert _netgen(sandbox, "apply", "--subprocess", "--dry-run", *fw, path) == ""
 
     # a published port over IPv6, from a namespace outside (2001:db8:ff::2 -> host ::1)
@@ -351,7 +371,7 @@ def test_dual_stack_end_to_end(sandbox: Sandbox, firewall: str) -> None:
     server.wait()
     sandbox.sh("ip link del o6 && ip netns del out6")
 
-    _netgen(sandbox, "destroy", "--subprocess", *fw, path)
+    _netgen(sandbox, "destroy", *fw, path)
     assert sandbox.state() == before
 
 
@@ -386,3 +406,72 @@ def test_icc_false_blocks_ipv6_too(sandbox: Sandbox, tmp_path: Path, firewall: s
     assert _netgen(sandbox, "apply", "--subprocess", "--dry-run", *fw, str(path)) == ""
     _netgen(sandbox, "destroy", "--subprocess", *fw, str(path))
     assert sandbox.state() == before
+
+
+DAD = """\
+version: 1
+name: dad
+bridges:
+  brd:
+    subnet: 10.62.0.0/24
+    subnet6: fd00:62::/64
+    dad: true
+    uplinks: [dup0]
+containers:
+  a: {}
+  b:
+    address6: fd00:62::20
+"""
+
+
+def _tentative(sb: Sandbox) -> list[str]:
+    """Every IPv6 address still tentative (or failed) on the links netgen gave IPv6
+    addresses: the bridge, and every link in a and b (link-local addresses included)."""
+    out = []
+    for ns, dev in ((None, ["dev", "brd"]), ("a", []), ("b", [])):
+        where = ["-n", ns] if ns is not None else []
+        for link in json.loads(sb.run(["ip", *where, "-6", "-j", "addr", "show", *dev]).stdout):
+            for a in link.get("addr_info") or []:
+                if a.get("tentative") or a.get("dadfailed"):
+                    out.append(f"{ns}:{link['ifname']}:{a['local']}")
+    return out
+
+
+@pytest.mark.kernel
+def test_apply_waits_for_dad(sandbox: Sandbox, tmp_path: Path) -> None:
+    """With `dad: true`, apply (either path) and the script return with every address
+    usable; an address someone on the segment already holds fails the apply."""
+    path = tmp_path / "dad.yaml"
+    path.write_text(DAD)
+    # the uplink: a segment with one other host, not holding any of the spec's addresses
+    sandbox.sh(
+        "ip netns add other && ip link add dup0 type veth peer name eth0 netns other && "
+        "ip link set dup0 up && ip -n other link set eth0 up"
+    )
+    before = sandbox.state()
+    for runner in ([], ["--subprocess"]):
+        _netgen(sandbox, "apply", *runner, str(path))
+        assert _tentative(sandbox) == []
+        assert sandbox.ping("a", "fd00:62::20")
+        assert _netgen(sandbox, "apply", "--dry-run", *runner, str(path)) == ""
+        _netgen(sandbox, "destroy", str(path))
+        assert sandbox.state() == before
+
+    s = spec.load(path)
+    sandbox.run(["bash"], input=render.render(s, lower.lower(s)))
+    assert _tentative(sandbox) == []
+    _netgen(sandbox, "destroy", str(path))
+    assert sandbox.state() == before
+
+    # the other host takes b's address first: b's detection fails
+    sandbox.run(["ip", "-n", "other", "addr", "add", "fd00:62::20/64", "dev", "eth0", "nodad"])
+    before = sandbox.state()
+    for runner in ([], ["--subprocess"]):
+        res = sandbox.run([*NETGEN, "apply", *runner, str(path)], check=False, timeout=300)
+        assert res.returncode == 1 and res.stdout == "", res.stderr
+        assert "ip -n b -6 addr show dev eth0" in res.stderr
+        assert "duplicate address detection failed" in res.stderr
+        assert "inet6 fd00:62::20/64 scope global dadfailed" in res.stderr
+        assert f"from {path}:11:" in res.stderr  # container b's line
+        assert "rolled back: the host is as it was before" in res.stderr
+        assert sandbox.state() == before
