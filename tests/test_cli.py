@@ -220,3 +220,26 @@ class TestProcess:
         assert first.stdout == second.stdout
         monkeypatch.chdir(ROOT)
         assert first.stdout == expected_script("specs/multihomed.yaml")
+
+
+class TestCompletion:
+    """Shell completion comes from Typer; the installed console script must serve it."""
+
+    def script(self) -> str:
+        path = Path(sys.executable).parent / "netgen"
+        assert path.exists(), f"the console script is not installed next to {sys.executable}"
+        return str(path)
+
+    def test_show_completion_prints_a_bash_completion_function(self) -> None:
+        done = subprocess.run(
+            [self.script(), "--show-completion", "bash"], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert "_netgen_completion()" in done.stdout
+        assert "complete -o default -F _netgen_completion netgen" in done.stdout
+
+    def test_completing_a_command_name(self) -> None:
+        env = {**os.environ, "_NETGEN_COMPLETE": "complete_bash", "COMP_WORDS": "netgen ren"}
+        env["COMP_CWORD"] = "1"
+        done = subprocess.run([self.script()], capture_output=True, text=True, env=env, timeout=60)
+        assert done.stdout.split() == ["render"]
