@@ -439,6 +439,15 @@ def try_cmd(
             "(`ip netns exec web ...` works); leaving it tears everything down.",
         ),
     ] = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Listen in each container on the ports the spec names (expose, published "
+            "ports, declared port checks): tcp accepts, udp echoes. Port checks then prove "
+            "the firewall, DNAT and links, instead of finding nothing listening.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     dialect: Annotated[
         Dialect, typer.Option(help="iproute2 (modern ip) or brctl (the chapter's style).")
@@ -470,6 +479,8 @@ def try_cmd(
     except SandboxUnavailable as exc:
         raise HostError(f"netgen try cannot make its sandbox here: {exc}") from exc
     with trial:
+        for started in trial.serve() if serve else []:
+            log(f"listening in {started}")
         report = trial.check(timeout=timeout)
         if as_json:
             data = report.to_json()
@@ -494,7 +505,7 @@ def try_cmd(
             try:
                 sys.stdin.readline()
             except KeyboardInterrupt:
-                pass
+                print(file=sys.stderr)  # past the ^C the terminal echoed
     log("sandbox closed; nothing of this host was changed")
     if not report.ok:
         raise typer.Exit(1)

@@ -81,7 +81,12 @@ class NetgenSandbox(Protocol):
     """The ``netgen_sandbox`` factory, for annotating a test's argument."""
 
     def __call__(
-        self, path: str | os.PathLike[str], *, dialect: str = ..., firewall: str = ...
+        self,
+        path: str | os.PathLike[str],
+        *,
+        dialect: str = ...,
+        firewall: str = ...,
+        verify_destroy: bool = ...,
     ) -> Trial: ...
 
 
@@ -90,16 +95,26 @@ def netgen_sandbox(request: pytest.FixtureRequest) -> Iterator[NetgenSandbox]:
     """Apply specs, each in a fresh sandbox; destroy and close them after the test.
 
     A spec error, or an apply that fails, fails the test with netgen's own message.
-    Destroy runs at teardown: if it fails, or leaves something behind, the test errors.
+    Destroy runs at teardown: if it fails, or leaves something behind, the test errors
+    (``verify_destroy=False`` for a test that changes the sandbox's host side itself).
     """
     root = request.config.rootpath
     trials: list[Trial] = []
 
     def start(
-        path: str | os.PathLike[str], *, dialect: str = "iproute2", firewall: str = "iptables"
+        path: str | os.PathLike[str],
+        *,
+        dialect: str = "iproute2",
+        firewall: str = "iptables",
+        verify_destroy: bool = True,
     ) -> Trial:
         try:
-            trial = Trial.start(_from_root(root, path), dialect=dialect, firewall=firewall)
+            trial = Trial.start(
+                _from_root(root, path),
+                dialect=dialect,
+                firewall=firewall,
+                verify_destroy=verify_destroy,
+            )
         except SandboxUnavailable as exc:
             sandbox_unavailable(str(exc))
         except NetgenError as exc:

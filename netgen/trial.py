@@ -15,6 +15,7 @@ import difflib
 import ipaddress
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -134,6 +135,63 @@ def refuse_unsandboxable(s: m.Spec) -> None:
         )
 
 
+def services(s: m.Spec) -> dict[str, list[tuple[m.Proto, int]]]:
+    """{netns: [(proto, port)]}: what the spec says its containers serve (`expose`, the
+    container side of `ports`) and what its declared checks connect to."""
+    wanted: dict[str, set[tuple[m.Proto, int]]] = {}
+
+    def add(name: str, proto: m.Proto, port: int) -> None:
+        c = s.container(name)
+        if c.netns is not None:  # network: host has no namespace of its own to serve in
+            wanted.setdefault(c.netns, set()).add((proto, port))
+
+    for c in s.containers:
+        for e in c.expose:
+            add(c.name, e.proto, e.port)
+        for p in c.ports:
+            add(c.name, p.proto, p.container_port)
+    for chk in s.checks:
+        if chk.kind == "container" and chk.port is not None:
+            add(chk.dst, chk.proto, chk.port)
+    return {netns: sorted(ports) for netns, ports in sorted(wanted.items())}
+
+
+# One process per namespace: accepts (and closes) tcp connections, echoes udp datagrams;
+# on both families where the namespace has IPv6, else on IPv4.
+_SERVER = """
+import socket, sys, threading
+
+def serve(proto, port):
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    try:
+        s = socket.socket(socket.AF_INET6, kind)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("::", port))
+    except OSError:
+        s = socket.socket(socket.AF_INET, kind)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+    if kind == socket.SOCK_STREAM:
+        s.listen(64)
+        def loop():
+            while True:
+                s.accept()[0].close()
+    else:
+        def loop():
+            while True:
+                data, peer = s.recvfrom(65535)
+                s.sendto(data, peer)
+    threading.Thread(target=loop, daemon=True).start()
+
+for word in sys.argv[1:]:
+    proto, port = word.split("/")
+    serve(proto, int(port))
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+
 @dataclass(frozen=True)
 class Report:
     """The spec's checks, run in the sandbox: what `netgen check` would print there."""
@@ -166,6 +224,10 @@ class Report:
 
     def __len__(self) -> int:
         return len(self.results)
+
+    def __repr__(self) -> str:
+        """Short: pytest prints it under a failed `assert report.ok`."""
+        return f"<Report of spec {self.spec.name!r}: {self.summary}>"
 
 
 def results_from_json(s: m.Spec, data: dict[str, Any], *, implied: bool) -> Report:
@@ -222,6 +284,7 @@ class Trial:
         dialect: str = "iproute2",
         firewall: str = "iptables",
         log: Log | None = None,
+        verify_destroy: bool = True,
     ) -> None:
         self.spec = s
         self.path = path
@@ -230,6 +293,7 @@ class Trial:
         self.firewall = firewall
         self.stand_ins: list[StandIn] = []
         self._log = log
+        self.verify_destroy = verify_destroy
         self._before: dict[str, Any] | None = None  # the sandbox's state before apply
         self._applied = False
 
@@ -241,18 +305,22 @@ class Trial:
         dialect: str = "iproute2",
         firewall: str = "iptables",
         log: Log | None = None,
+        verify_destroy: bool = True,
     ) -> Trial:
         """Load the spec (SpecError: exit 2, before any sandbox), make a sandbox, its
         stand-ins, and apply the spec there. Whatever fails closes the sandbox again.
 
-        Raises SandboxUnavailable when no sandbox can be made here.
+        Raises SandboxUnavailable when no sandbox can be made here. `verify_destroy`:
+        whether destroy must leave the sandbox exactly as apply found it (see destroy()).
         """
         p = Path(path)
         s = spec.load(p)
         refuse_unsandboxable(s)
         render.render(s, lower.lower(s), dialect=dialect, firewall=firewall)  # DialectError: 2
         sb = start_sandbox(log)  # SandboxUnavailable: the caller decides (exit 1, skip)
-        trial = cls(s, p, sb, dialect=dialect, firewall=firewall, log=log)
+        trial = cls(
+            s, p, sb, dialect=dialect, firewall=firewall, log=log, verify_destroy=verify_destroy
+        )
         try:
             trial._prepare()
             trial.apply()
@@ -289,7 +357,7 @@ class Trial:
             "apply", "--dialect", self.dialect, "--firewall", self.firewall, str(self.path)
         )
         if res.returncode != 0:
-            raise TrialError(f"netgen apply failed in the sandbox:\n{res.stderr.rstrip()}")
+            raise TrialError(f"netgen apply failed in the sandbox: {_said(res)}")
         self._applied = True
         self._relay(res)
 
@@ -298,7 +366,7 @@ class Trial:
         args = ["check", "--json", "--timeout", str(timeout), str(self.path)]
         res = self.netgen(*args, *([] if implied else ["--no-implied"]))
         if res.returncode not in (0, 1):
-            raise TrialError(f"netgen check failed in the sandbox:\n{res.stderr.rstrip()}")
+            raise TrialError(f"netgen check failed in the sandbox: {_said(res)}")
         try:
             data = json.loads(res.stdout)
         except ValueError as exc:
@@ -306,14 +374,17 @@ class Trial:
         return results_from_json(self.spec, data, implied=implied)
 
     def destroy(self) -> None:
-        """`netgen destroy`, then prove the sandbox is as apply found it."""
+        """`netgen destroy`, then prove the sandbox is as apply found it (netgen's promise;
+        a test that changed the sandbox's root namespace itself turns verify_destroy off)."""
         if not self._applied:
             return
         self._applied = False
         res = self.netgen("destroy", "--firewall", self.firewall, str(self.path))
         if res.returncode != 0:
-            raise TrialError(f"netgen destroy failed in the sandbox:\n{res.stderr.rstrip()}")
+            raise TrialError(f"netgen destroy failed in the sandbox: {_said(res)}")
         self._relay(res)
+        if not self.verify_destroy:
+            return
         after = self.sandbox.state()
         if self._before is not None and after != self._before:
             raise TrialError(
@@ -402,6 +473,23 @@ class Trial:
         """The sandbox's normalised state (see Sandbox.state)."""
         return self.sandbox.state()
 
+    def serve(self) -> list[str]:
+        """Listen, in each container, on the ports of :func:`services`, so port checks
+        prove the network (firewall, DNAT, links) rather than find nothing listening.
+        Returns what it started, for people: "web: tcp/80, udp/5353"."""
+        started = []
+        for netns, ports in services(self.spec).items():  # all at once: each starts Python
+            words = [f"{proto}/{port}" for proto, port in ports]
+            proc = self.sandbox.spawn([sys.executable, "-I", "-c", _SERVER, *words], netns=netns)
+            started.append((f"{netns}: {', '.join(words)}", proc))
+        for what, proc in started:
+            assert proc.stdout is not None and proc.stderr is not None
+            if proc.stdout.readline() != "ready\n":
+                proc.wait(timeout=30)
+                why = proc.stderr.read().strip().splitlines()
+                raise TrialError(f"cannot listen ({what}): {why[-1] if why else '?'}")
+        return [what for what, _ in started]
+
     # -- interactive -------------------------------------------------------------------
 
     def enter_command(self) -> str:
@@ -425,6 +513,12 @@ class Trial:
             return subprocess.run(argv, env=env, stdin=stdin, check=False).returncode
         finally:
             signal.signal(signal.SIGINT, previous)
+
+
+def _said(res: subprocess.CompletedProcess[str]) -> str:
+    """What a netgen run inside said on stderr, without its own "netgen: error: "."""
+    text = res.stderr.strip() or f"exit code {res.returncode}"
+    return re.sub(r"^netgen: (error: )?", "", text, flags=re.M)
 
 
 def _ignore(signum: int, frame: object) -> None:
