@@ -29,11 +29,10 @@ command under its guard.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import ops as o
-from .dialects import NETNS_DIR, Cmd, sections
-from .errors import DialectError
+from .dialects import Cmd, sections
 from .model import Loc
 
 #: A (namespace or None for the host, device or None for all of it) a command touches.
@@ -53,9 +52,10 @@ class Lines:
 
 @dataclass
 class Batch:
-    """One `ip -batch`: the host's (netns None) or one namespace's, run with nsenter."""
+    """One `ip [OPTS] -batch`: the host's (netns None) or one namespace's, run with nsenter."""
 
     netns: str | None
+    opts: tuple[str, ...] = ()
     groups: list[Lines] = field(default_factory=list)
 
     def add(self, comment: str, line: tuple[str, ...]) -> None:
@@ -81,11 +81,19 @@ class Single:
 
 
 @dataclass
+class Job:
+    """What runs for one namespace in a stage, in order: usually one batch."""
+
+    netns: str
+    items: list[Batch | Single] = field(default_factory=list)
+
+
+@dataclass
 class Stage:
-    """The host's commands, in order, then every namespace's batch, in parallel."""
+    """The host's commands, in order, then every namespace's job, in parallel."""
 
     host: list[Batch | Single] = field(default_factory=list)
-    netns: list[Batch] = field(default_factory=list)
+    netns: list[Job] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,7 @@ class _Step:
     comment: str
     cmd: Cmd
     netns: str | None
+    opts: tuple[str, ...]
     line: tuple[str, ...] | None
     stage: int
 
@@ -135,31 +144,66 @@ def batch_line(args: tuple[str, ...] | list[str]) -> str:
     return " ".join(batch_token(a) for a in args)
 
 
-def split(argv: tuple[str, ...]) -> tuple[str | None, tuple[str, ...] | None]:
-    """(the namespace a command runs in, None for the host; its batch line, or None).
+#: Options of `ip` that may stand for a whole batch (`ip -6 -batch -`).
+BATCH_OPTIONS = ("-4", "-6")
 
-    The line is argv without `ip`, `ip -n NS` or `ip netns exec NS ip`. A command
-    that is not `ip OBJECT ...` (brctl, iptables, an `ip` with global options, or
-    `ip netns exec NS grep`) has no line and runs on its own.
+
+def split(argv: tuple[str, ...]) -> tuple[str | None, tuple[str, ...], tuple[str, ...] | None]:
+    """(the namespace a command runs in, None for the host; the options its batch takes;
+    its batch line, or None if it runs on its own).
+
+    The line is argv without `ip [-n NS] [-4|-6]` or `ip netns exec NS ip [-4|-6]`, the
+    options going to the batch's `ip`. A command that is not such an `ip` (brctl,
+    iptables, sysctl, an `ip` with other options) has no line; it runs in the namespace
+    an `ip -n NS` or `ip netns exec NS` in its argv names (a wait on `ip -n NS ...`),
+    else on the host.
     """
-    if len(argv) < 2 or argv[0] != "ip":
-        return None, None
-    if argv[1] == "-n" and len(argv) >= 4:
-        return argv[2], _line(argv[3:])
+    if argv[:1] != ("ip",):
+        return _named_in(argv), (), None
     if argv[1:3] == ("netns", "exec") and len(argv) >= 5:
-        inner = argv[4:]
-        return argv[3], _line(inner[1:]) if inner[0] == "ip" else None
-    return None, _line(argv[1:])
+        netns, inner = argv[3], argv[4:]
+        if inner[0] != "ip":
+            return netns, (), None
+        _, opts, line = _ip(inner[1:], netns_option=False)
+        return netns, opts, line
+    return _ip(argv[1:], netns_option=True)
 
 
-def _line(args: tuple[str, ...]) -> tuple[str, ...] | None:
-    if not args or args[0].startswith("-"):
-        return None  # global options (-j, -force, ...) belong to one process, not a line
+def _ip(
+    args: tuple[str, ...], netns_option: bool
+) -> tuple[str | None, tuple[str, ...], tuple[str, ...] | None]:
+    netns: str | None = None
+    opts: list[str] = []
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        if args[i] == "-n" and netns_option and i + 1 < len(args):
+            netns = args[i + 1]
+            i += 2
+        elif args[i] in BATCH_OPTIONS:
+            opts.append(args[i])
+            i += 1
+        else:
+            return netns, (), None  # -j, -force, ...: belong to one process, not a line
+    line = args[i:]
+    if not line:
+        return netns, (), None
     try:
-        batch_line(args)
+        batch_line(line)
     except BatchSyntaxError:
-        return None
-    return args
+        return netns, (), None
+    return netns, tuple(opts), line
+
+
+def _named_in(argv: tuple[str, ...]) -> str | None:
+    """The namespace of the first `ip -n NS` or `ip netns exec NS` inside argv."""
+    for i, word in enumerate(argv):
+        if word != "ip":
+            continue
+        if argv[i + 1 : i + 2] == ("-n",) and i + 2 < len(argv):
+            return argv[i + 2]
+        if argv[i + 1 : i + 3] == ("netns", "exec") and i + 3 < len(argv):
+            return argv[i + 3]
+    return None
 
 
 # -- what a command touches ----------------------------------------------------------------
@@ -179,15 +223,20 @@ _TAKES_VALUE = (
 _FLAGS = ("up", "down")
 
 
-def touches(netns: str | None, line: tuple[str, ...] | None, op: o.Op) -> set[Resource]:
+def touches(
+    netns: str | None, line: tuple[str, ...] | None, op: o.Op, argv: tuple[str, ...] = ()
+) -> set[Resource]:
     """The resources a command reads or changes; more than it needs is safe, fewer is not.
 
     An `ip` line names its devices (`name`, `dev`, `master`, the bare device of
-    `link set X netns NS`) and the namespaces it reaches (`netns NS`); anything else,
-    or a command that is not a batch line, touches every device of its context and of
-    the namespaces its op is about.
+    `link set X netns NS`) and the namespaces it reaches (`netns NS`); `sysctl -w
+    net.ipv6.conf.DEV.KEY=VALUE` names its device. Anything else, or another command,
+    touches every device of its context and of the namespaces its op is about.
     """
     if line is None:
+        devices = _sysctl_devices(argv)
+        if devices:
+            return {(netns, dev) for dev in devices}
         return {(netns, ANY)} | {(n, ANY) for n in _op_netns(op)}
     if line[0] == "netns" and len(line) == 3 and line[1] in ("add", "delete", "del"):
         return {(line[2], ANY)}
@@ -234,20 +283,35 @@ def _link_devices(netns: str | None, verb: str, args: tuple[str, ...]) -> set[Re
     return out
 
 
+_SYSCTL_CONF = re.compile(r"net\.ipv[46]\.conf\.([^.=]+)\.[^=]+=.*")
+
+
+def _sysctl_devices(argv: tuple[str, ...]) -> set[str] | None:
+    """The devices of a `[ip netns exec NS] sysctl [-q] -w net.ipv6.conf.DEV.KEY=V ...`."""
+    if "sysctl" not in argv:
+        return None
+    devices = set()
+    for word in argv[argv.index("sysctl") + 1 :]:
+        if word.startswith("-"):
+            continue
+        m = _SYSCTL_CONF.fullmatch(word)
+        if m is None or m[1] in ("all", "default"):
+            return None
+        devices.add(m[1].replace("/", "."))  # sysctl writes a dot in a name as a slash
+    return devices
+
+
 def _named_netns(line: tuple[str, ...]) -> set[str]:
     return {line[i + 1] for i, word in enumerate(line[:-1]) if word == "netns"}
 
 
 def _op_netns(op: o.Op) -> set[str]:
-    """The namespaces an op is about, for commands whose argv does not say."""
-    match op:
-        case o.AddNetns(name=name) | o.AdoptNetns(name=name):
-            return {name}
-        case o.AddVeth(netns=a, peer_netns=b):
-            return {n for n in (a, b) if n is not None}
-        case o.LinkUp(netns=n) | o.AddAddress(netns=n) | o.AddRoute(netns=n):
-            return {n} if n is not None else set()
-    return set()
+    """The namespaces an op is about (its `netns` and `peer_netns`, the name of one it
+    makes), for commands whose argv does not say."""
+    names = {getattr(op, f, None) for f in ("netns", "peer_netns")}
+    if isinstance(op, o.AddNetns | o.AdoptNetns):
+        names.add(op.name)
+    return {n for n in names if isinstance(n, str)}
 
 
 # -- setup: stages --------------------------------------------------------------------------
@@ -268,16 +332,14 @@ def stages(ops: list[o.Op], dialect: str = "iproute2", firewall: str = "iptables
         for where, cmds in sections(op, dialect, firewall):
             comment = describe(where)
             for cmd in cmds:
-                netns, line = split(cmd.argv)
-                if netns is not None and (line is None or cmd.stdin is not None or cmd.guard):
-                    raise DialectError(
-                        type(op).__name__, dialect, f"cannot batch {' '.join(cmd.argv)!r}"
-                    )
+                netns, opts, line = split(cmd.argv)
+                if cmd.stdin is not None or cmd.guard is not None:
+                    line = None  # a heredoc or an `if`: the plain script's form
                 here = _HOST if netns is None else netns
-                res = touches(netns, line, op)
+                res = touches(netns, line, op, cmd.argv)
                 stage = clock.earliest(here, res)
                 clock.mark(here, res, stage)
-                steps.append(_Step(len(steps), comment, cmd, netns, line, stage))
+                steps.append(_Step(len(steps), comment, cmd, netns, opts, line, stage))
     last_in_netns = max((s.index for s in steps if s.netns is not None), default=-1)
     final = max((s.stage for s in steps), default=0) + 1
     steps = [s if s.netns is not None or s.index < last_in_netns else _at(s, final) for s in steps]
@@ -319,7 +381,7 @@ def _after(earlier: str, later: str) -> int:
 
 
 def _at(step: _Step, stage: int) -> _Step:
-    return _Step(step.index, step.comment, step.cmd, step.netns, step.line, stage)
+    return replace(step, stage=stage)
 
 
 def _layout(steps: list[_Step]) -> list[Stage]:
@@ -327,24 +389,29 @@ def _layout(steps: list[_Step]) -> list[Stage]:
     out: list[Stage] = []
     for number in sorted({s.stage for s in steps}):
         stage = Stage()
-        jobs: dict[str, Batch] = {}
+        jobs: dict[str, Job] = {}
         for s in steps:
             if s.stage != number:
                 continue
-            if s.netns is not None:
-                assert s.line is not None
-                jobs.setdefault(s.netns, Batch(s.netns)).add(s.comment, s.line)
-            elif s.line is None or s.cmd.stdin is not None or s.cmd.guard is not None:
-                stage.host.append(Single(s.comment, s.cmd))
+            if s.netns is None:
+                _append(stage.host, s)
             else:
-                tail = stage.host[-1] if stage.host else None
-                if not isinstance(tail, Batch):
-                    tail = Batch(None)
-                    stage.host.append(tail)
-                tail.add(s.comment, s.line)
+                _append(jobs.setdefault(s.netns, Job(s.netns)).items, s)
         stage.netns = list(jobs.values())
         out.append(stage)
     return out
+
+
+def _append(items: list[Batch | Single], step: _Step) -> None:
+    """Add a step to the last batch if it is one with the same options, else start one."""
+    if step.line is None:
+        items.append(Single(step.comment, step.cmd))
+        return
+    tail = items[-1] if items else None
+    if not isinstance(tail, Batch) or tail.opts != step.opts:
+        tail = Batch(step.netns, step.opts)
+        items.append(tail)
+    tail.add(step.comment, step.line)
 
 
 def describe(where: Loc | str) -> str:
@@ -439,8 +506,8 @@ def _drop(op: o.Op, cmds: list[Cmd], comment: str, host_links: dict[str, list[st
     if not isinstance(op, o.DelNetns) or len(cmds) != 1:
         return None
     (cmd,) = cmds
-    netns, line = split(cmd.argv)
-    if netns is not None or line is None or cmd.guard is None or cmd.stdin is not None:
+    netns, opts, line = split(cmd.argv)
+    if netns is not None or opts or line is None or cmd.guard is None or cmd.stdin is not None:
         return None
     guard = fast_guard(cmd).guard
     assert guard is not None
@@ -467,7 +534,7 @@ def fast_guard(cmd: Cmd) -> Cmd:
             new = ("netgen_marked_in", netns, _alias_dev(path), mark)
         case _:
             return cmd
-    return Cmd(cmd.argv, cmd.stdin, new)
+    return replace(cmd, guard=new)
 
 
 def _alias_dev(path: str) -> str:
@@ -478,22 +545,3 @@ def _alias_dev(path: str) -> str:
         if dev and "/" not in dev:
             return dev
     return ""
-
-
-__all__ = [
-    "NETNS_DIR",
-    "Batch",
-    "BatchSyntaxError",
-    "Drop",
-    "Kept",
-    "Lines",
-    "Single",
-    "Stage",
-    "Teardown",
-    "batch_line",
-    "batch_token",
-    "split",
-    "stages",
-    "teardown",
-    "touches",
-]

@@ -19,7 +19,7 @@ import jinja2
 from . import __version__, batch
 from . import model as m
 from . import ops as o
-from .dialects import Cmd, sections
+from .dialects import NETNS_DIR, Cmd, sections
 
 HEREDOC_END = "NETGEN_EOF"
 
@@ -129,7 +129,7 @@ def render_batch(
             version=__version__,
             dialect=dialect,
             preamble=intro,
-            netns_dir=batch.NETNS_DIR,
+            netns_dir=NETNS_DIR,
             stages=None if teardown else batch.stages(ops, dialect, firewall),
             plan=batch.teardown(ops, dialect, firewall) if teardown else None,
         )
