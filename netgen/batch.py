@@ -517,7 +517,7 @@ def _drop(op: o.Op, cmds: list[Cmd], comment: str, host_links: dict[str, list[st
 def fast_guard(cmd: Cmd) -> Cmd:
     """`cmd` with its ownership check done without a process (or mount namespace) per object.
 
-    The dialects check a mark with `grep -qsx MARK /sys/class/net/DEV/ifalias`, in a
+    The dialects check a mark with `grep -qsxF MARK /sys/class/net/DEV/ifalias`, in a
     namespace through `ip netns exec`, whose cost grows with the number of namespaces.
     The script's helpers do the same check: `netgen_marked FILE MARK` reads the file in
     bash; `netgen_marked_in NETNS DEV MARK` reads DEV's alias through `nsenter` and
@@ -528,9 +528,9 @@ def fast_guard(cmd: Cmd) -> Cmd:
     if guard is None:
         return cmd
     match guard:
-        case ("grep", "-qsx", mark, path) if _alias_dev(path):
+        case ("grep", "-qsxF", mark, path) if _alias_dev(path):
             new: tuple[str, ...] = ("netgen_marked", path, mark)
-        case ("ip", "netns", "exec", netns, "grep", "-qsx", mark, path) if _alias_dev(path):
+        case ("ip", "netns", "exec", netns, "grep", "-qsxF", mark, path) if _alias_dev(path):
             new = ("netgen_marked_in", netns, _alias_dev(path), mark)
         case _:
             return cmd

@@ -196,7 +196,7 @@ class _Dialect:
 
     def link_owned(self, netns: str | None, dev: str, owner: str) -> tuple[str, ...]:
         """Exits 0 only if the link exists and carries the owner's mark."""
-        return self.in_netns(netns, "grep", "-qsx", o.mark(owner), f"/sys/class/net/{dev}/ifalias")
+        return self.in_netns(netns, "grep", "-qsxF", o.mark(owner), f"/sys/class/net/{dev}/ifalias")
 
     def netns_owned(self, netns: str, owner: str) -> tuple[str, ...]:
         return self.link_owned(netns, "lo", owner)

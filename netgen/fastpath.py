@@ -271,14 +271,14 @@ def _mac(text: str) -> bytes:
 
 
 def parse_alias_guard(argv: Sequence[str]) -> tuple[str | None, str, str] | None:
-    """(netns, dev, mark) of a dialect's ownership guard `[ip netns exec NS] grep -qsx
+    """(netns, dev, mark) of a dialect's ownership guard `[ip netns exec NS] grep -qsxF
     MARK /sys/class/net/DEV/ifalias`, or None for any other probe."""
     args = list(argv)
     netns: str | None = None
     if args[:3] == ["ip", "netns", "exec"] and len(args) > 3:
         netns, args = args[3], args[4:]
     match args:
-        case ["grep", "-qsx", mark, path] if path.startswith("/sys/class/net/"):
+        case ["grep", "-qsxF", mark, path] if path.startswith("/sys/class/net/"):
             dev, _, tail = path[len("/sys/class/net/") :].partition("/")
             if tail == "ifalias" and dev and "\n" not in mark:
                 return netns, dev, mark

@@ -338,7 +338,7 @@ class TestSplit:
                 ("ip", "netns", "exec", "web", "ip", "-6", "route", "add", "default", "dev", "x"),
                 ("web", ("-6",), ("route", "add", "default", "dev", "x")),
             ),
-            (("ip", "netns", "exec", "web", "grep", "-qsx", "m", "f"), ("web", (), None)),
+            (("ip", "netns", "exec", "web", "grep", "-qsxF", "m", "f"), ("web", (), None)),
             (("ip", "netns", "exec", "web", "sysctl", "-w", "k=v"), ("web", (), None)),
             (("sh", "-c", "prog", "x", "ip", "-n", "web", "-6", "addr", "show"), ("web", (), None)),
             (("ip", "-j", "link", "show"), (None, (), None)),
@@ -548,7 +548,7 @@ class TestTeardown:
     def test_guards_are_the_dialects_checks_without_a_process(self) -> None:
         host = Cmd(
             ("ip", "link", "delete", "dev", "A"),
-            guard=("grep", "-qsx", "netgen:s", "/sys/class/net/A/ifalias"),
+            guard=("grep", "-qsxF", "netgen:s", "/sys/class/net/A/ifalias"),
         )
         assert batch.fast_guard(host).guard == (
             "netgen_marked",
@@ -563,7 +563,7 @@ class TestTeardown:
                 "exec",
                 "web",
                 "grep",
-                "-qsx",
+                "-qsxF",
                 "netgen:s",
                 "/sys/class/net/lo/ifalias",
             ),

@@ -188,7 +188,7 @@ class TestEncoding:
 
     def test_guards(self) -> None:
         assert fastpath.parse_alias_guard(
-            ("ip", "netns", "exec", "web", "grep", "-qsx", "netgen:a", "/sys/class/net/lo/ifalias")
+            ("ip", "netns", "exec", "web", "grep", "-qsxF", "netgen:a", "/sys/class/net/lo/ifalias")
         ) == ("web", "lo", "netgen:a")
         assert fastpath.parse_alias_guard(("test", "-d", "/etc/netns/web")) is None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -239,11 +240,11 @@ class TestIproute2:
 
     def test_teardown_touches_only_what_carries_the_spec_mark(self) -> None:
         assert commands_of(script_for("walkthrough", "iproute2", "teardown")) == [
-            "if grep -qsx netgen:walkthrough /sys/class/net/A/ifalias 2>/dev/null; "
+            "if grep -qsxF netgen:walkthrough /sys/class/net/A/ifalias 2>/dev/null; "
             "then ip link delete dev A; fi",
-            "if ip netns exec web grep -qsx netgen:walkthrough /sys/class/net/lo/ifalias "
+            "if ip netns exec web grep -qsxF netgen:walkthrough /sys/class/net/lo/ifalias "
             "2>/dev/null; then ip netns delete web; fi",
-            "if grep -qsx netgen:walkthrough /sys/class/net/docker0/ifalias 2>/dev/null; "
+            "if grep -qsxF netgen:walkthrough /sys/class/net/docker0/ifalias 2>/dev/null; "
             "then ip link delete dev docker0 type bridge; fi",
         ]
 
@@ -319,7 +320,7 @@ class TestBrctl:
 
     def test_bridge_teardown_checks_the_mark_before_each_step(self) -> None:
         cmds = commands_of(script_for("custom-bridge", "brctl", "teardown"))
-        guard = "if grep -qsx netgen:custom-bridge /sys/class/net/bridge0/ifalias 2>/dev/null"
+        guard = "if grep -qsxF netgen:custom-bridge /sys/class/net/bridge0/ifalias 2>/dev/null"
         assert cmds[-2:] == [
             f"{guard}; then ip link set dev bridge0 down; fi",
             f"{guard}; then brctl delbr bridge0; fi",
@@ -336,7 +337,7 @@ class TestBrctl:
         assert "ip link add name -rf type veth peer name ngt" in " ".join(setup)
         teardown = commands_of(render_text(text, "brctl", teardown=True))
         assert teardown[-1] == (
-            "if grep -qsx netgen:inline /sys/class/net/-b0/ifalias 2>/dev/null; "
+            "if grep -qsxF netgen:inline /sys/class/net/-b0/ifalias 2>/dev/null; "
             "then brctl -- delbr -b0; fi"
         )
 
@@ -493,3 +494,19 @@ class TestOps:
     def test_ops_json_matches_the_lowered_ops(self) -> None:
         built = lower.lower(spec.load("specs/walkthrough.yaml"))
         assert self.ops_json() == [ops.to_json(op) for op in built]
+
+
+class TestOwnershipGuard:
+    """A mark is compared literally: the teardown of spec `a.b` must not take `a-b`'s objects."""
+
+    def test_guard_matches_the_exact_mark_only(self, tmp_path: Path) -> None:
+        from netgen import dialects, ops
+
+        alias = tmp_path / "ifalias"
+        guard = dialects.commands(ops.DelBridge("br0", "a.b"))[0].guard
+        assert guard is not None
+        argv = [a if a != "/sys/class/net/br0/ifalias" else str(alias) for a in guard]
+        alias.write_text("netgen:a-b\n")
+        assert subprocess.run(argv).returncode == 1
+        alias.write_text("netgen:a.b\n")
+        assert subprocess.run(argv).returncode == 0
