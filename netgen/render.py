@@ -49,18 +49,8 @@ def render(
         intro.append("Removes only what carries this spec's mark (netgen:NAME); safe to re-run.")
     else:
         intro.append("Undo with: netgen render SPEC --teardown (or netgen destroy SPEC).")
-    return (
-        _env()
-        .get_template("script.sh.j2")
-        .render(
-            title=f"netgen {kind} script for spec {spec.name!r}",
-            spec=spec,
-            version=__version__,
-            dialect=dialect,
-            preamble=intro,
-            groups=group(ops, dialect, firewall),
-        )
-    )
+    title = f"netgen {kind} script for spec {spec.name!r}"
+    return _plain(title, spec, ops, intro, dialect, firewall)
 
 
 def render_migration(
@@ -81,12 +71,20 @@ def render_migration(
         "use netgen apply, which compares with the host itself.",
         f"Old spec sha256: {old.sha256}",
     ]
+    title = f"netgen migration script for spec {new.name!r}"
+    return _plain(title, new, ops, intro, dialect, firewall)
+
+
+def _plain(
+    title: str, spec: m.Spec, ops: list[o.Op], intro: list[str], dialect: str, firewall: str
+) -> str:
+    """The one-command-per-line script (script.sh.j2), shared by setup, teardown, migration."""
     return (
         _env()
         .get_template("script.sh.j2")
         .render(
-            title=f"netgen migration script for spec {new.name!r}",
-            spec=new,
+            title=title,
+            spec=spec,
             version=__version__,
             dialect=dialect,
             preamble=intro,
