@@ -163,17 +163,13 @@ def render_cmd(
     if from_spec is not None:
         _render_migration(from_spec, spec_file, dialect, firewall, output, teardown, batch)
         return
-    s = spec.load(spec_file)
-    built = lower.lower(s)
-    todo = ops.teardown(built) if teardown else built
-    if batch:  # takes the setup ops either way: see render.render_batch
-        script = render.render_batch(
-            s, built, dialect=dialect.value, firewall=firewall.value, teardown=teardown
-        )
-    else:
-        script = render.render(
-            s, todo, dialect=dialect.value, firewall=firewall.value, teardown=teardown
-        )
+    script = golden.script(
+        spec.load(spec_file),
+        dialect=dialect.value,
+        firewall=firewall.value,
+        teardown=teardown,
+        batch=batch,
+    )
     if golden_file is not None:
         flags = [f"--dialect={dialect.value}"] * (dialect != Dialect.iproute2)
         flags += [f"--firewall={firewall.value}"] * (firewall != Firewall.iptables)

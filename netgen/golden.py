@@ -26,7 +26,7 @@ def script(
     teardown: bool = False,
     batch: bool = False,
 ) -> str:
-    """Exactly what `netgen render` prints for these options (tests hold the two equal)."""
+    """The script `netgen render` prints (and `--check` compares) for these options."""
     built = lower.lower(s)
     if batch:  # takes the setup ops either way: see render.render_batch
         return render.render_batch(s, built, dialect=dialect, firewall=firewall, teardown=teardown)
