@@ -2,7 +2,7 @@
 # on a fresh Debian/Ubuntu machine (as root), then lints and runs every test.
 PYTHON ?= python3
 APT_PACKAGES = iproute2 bridge-utils iptables nftables iputils-ping shellcheck \
-	util-linux procps graphviz
+	util-linux procps graphviz openssh-server python3-apt
 
 .PHONY: check deps lint test example
 

@@ -10,6 +10,9 @@ Fixtures:
 - ``netgen_render``: ``netgen_render("specs/web.yaml", teardown=True)`` is the script
   ``netgen render`` prints from the rootdir, for a snapshot (syrupy) or a golden file.
 - ``sandbox``: a bare private network + mount namespace (:class:`netgen.sandbox.Sandbox`).
+- ``fleet``: three simulated hosts ``h1``..``h3`` on an underlay bridge
+  (:class:`netgen.sandbox.Fleet`), one per test module: a test leaves the hosts as it
+  found them (tear down what it applied).
 
 Tests that use a sandbox are marked ``kernel``. Where no sandbox can be made they are
 skipped locally, but fail in CI (``CI=true``) so that a misconfigured runner cannot turn
@@ -28,13 +31,13 @@ import pytest
 
 from netgen import golden, spec
 from netgen.errors import NetgenError
-from netgen.sandbox import Sandbox, SandboxUnavailable, unavailable_reason
+from netgen.sandbox import Fleet, Sandbox, SandboxUnavailable, unavailable_reason
 from netgen.trial import Report, Trial
 
 __all__ = ["NetgenSandbox", "Report", "Trial", "rendered", "sandbox_unavailable"]
 
 KERNEL_MARKER = "kernel: needs root and a private network namespace (runs in the sandbox)"
-KERNEL_FIXTURES = frozenset({"sandbox", "netgen_sandbox"})
+KERNEL_FIXTURES = frozenset({"sandbox", "netgen_sandbox", "fleet"})
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -75,6 +78,23 @@ def sandbox() -> Iterator[Sandbox]:
         sandbox_unavailable(reason or "unknown reason")
     with sb:
         yield sb
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[Fleet]:
+    """Three simulated hosts (h1 192.0.2.11 .. h3 192.0.2.13) on the underlay bridge ul0,
+    shared by the tests of one module (a fleet takes a few seconds to wire)."""
+    reason = unavailable_reason()
+    started: Fleet | None = None
+    if reason is None:
+        try:
+            started = Fleet.start(3)
+        except SandboxUnavailable as exc:
+            reason = str(exc)
+    if started is None:
+        sandbox_unavailable(reason or "unknown reason")
+    with started:
+        yield started
 
 
 class NetgenSandbox(Protocol):

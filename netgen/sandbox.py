@@ -32,6 +32,10 @@ from typing import IO, Any
 
 __all__ = [
     "NETNS_DIR",
+    "OUTSIDE_ADDRESS",
+    "OUTSIDE_NETNS",
+    "UNDERLAY_ADDRESS",
+    "Fleet",
     "Sandbox",
     "SandboxCommandError",
     "SandboxUnavailable",
@@ -751,6 +755,242 @@ class Sandbox:
                     with open(path, encoding="utf-8", errors="replace") as f:
                         out[rel] = f.read()
         return dict(sorted(out.items()))
+
+
+#: The simulated underlay (RFC 5737 TEST-NET-1): the controller's bridge, the hosts, outside.
+UNDERLAY_BRIDGE = "ul0"
+UNDERLAY_ADDRESS = "192.0.2.1"
+UNDERLAY_PREFIX = 24
+#: A named netns in the underlay sandbox playing a client on the outside of every host.
+OUTSIDE_NETNS = "outside"
+OUTSIDE_ADDRESS = "192.0.2.100"
+#: Host hN gets 192.0.2.(10 + N): h1 = .11, h2 = .12, ... kept below OUTSIDE_ADDRESS.
+_MAX_HOSTS = 80
+#: sshd's compiled-in privilege-separation directory; a private tmpfs in each host.
+SSHD_PRIVSEP_DIR = "/run/sshd"
+SSHD = "/usr/sbin/sshd"
+
+_FLEET_UNDERLAY_SCRIPT = """
+set -eu
+ip link add {bridge} type bridge
+ip addr add {address}/{prefix} dev {bridge}
+ip link set {bridge} up
+ip netns add {outside}
+ip link add ul-{outside} type veth peer name eth0 netns {outside}
+ip link set ul-{outside} master {bridge} up
+ip -n {outside} addr add {outside_address}/{prefix} dev eth0
+ip -n {outside} link set eth0 up
+ip -n {outside} link set lo up
+"""
+
+_SSHD_CONFIG = """\
+# sshd of simulated host {host}: root by key only, nothing shared with the real host
+ListenAddress {address}
+Port 22
+HostKey {host_key}
+PidFile {pid_file}
+AuthorizedKeysFile {authorized_keys}
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+PrintMotd no
+Subsystem sftp internal-sftp
+"""
+
+
+class Fleet:
+    """Simulated hosts for multi-host tests: each one its own :class:`Sandbox`.
+
+    Every host (``h1``, ``h2``, ...) is a sibling sandbox, so its ``/run/netns``,
+    ``/etc/netns`` and ``/run/netgen`` are its own, as on separate machines.  A further
+    sandbox, the *underlay*, holds the bridge ``ul0`` (192.0.2.1/24) that joins them: per
+    host a veth pair whose host end is ``eth0`` with 192.0.2.1N/24 (h1 = .11) and a
+    default route via 192.0.2.1.  The underlay plays the controller (Ansible runs there)
+    and, through its netns ``outside`` (192.0.2.100), the world outside every host.
+
+    Needs root: devices are moved between sandboxes, which a user namespace cannot do
+    to a sibling's network namespace.
+    """
+
+    def __init__(self, underlay: Sandbox, hosts: dict[str, Sandbox]) -> None:
+        """Use :meth:`start`; this only wraps sandboxes that are already wired."""
+        self.underlay = underlay
+        self.hosts = hosts
+        self._closed = False
+
+    @classmethod
+    def start(cls, count: int = 3) -> Fleet:
+        """Start the underlay and ``count`` hosts and wire them; SandboxUnavailable if a
+        sandbox cannot be made here (anything else that fails is a SandboxCommandError)."""
+        if not 1 <= count <= _MAX_HOSTS:
+            raise ValueError(f"a fleet has 1 to {_MAX_HOSTS} hosts, not {count}")
+        started: list[Sandbox] = []
+        try:
+            underlay = Sandbox.start()
+            started.append(underlay)
+            underlay.sh(
+                _FLEET_UNDERLAY_SCRIPT.format(
+                    bridge=UNDERLAY_BRIDGE,
+                    address=UNDERLAY_ADDRESS,
+                    prefix=UNDERLAY_PREFIX,
+                    outside=OUTSIDE_NETNS,
+                    outside_address=OUTSIDE_ADDRESS,
+                )
+            )
+            hosts: dict[str, Sandbox] = {}
+            for index in range(1, count + 1):
+                name = f"h{index}"
+                host = Sandbox.start()
+                started.append(host)
+                hosts[name] = host
+                cls._wire(underlay, name, host, _host_address(name))
+        except BaseException:
+            for sb in reversed(started):
+                sb.close()
+            raise
+        return cls(underlay, hosts)
+
+    @staticmethod
+    def _wire(underlay: Sandbox, name: str, host: Sandbox, address: str) -> None:
+        """The veth pair ul-NAME (on ul0) <-> eth0 (in the host, by its holder's PID)."""
+        port = f"ul-{name}"
+        underlay.run(
+            ["ip", "link", "add", port, "type", "veth", "peer", "name", "eth0"]
+            + ["netns", str(host.pid)]
+        )
+        underlay.run(["ip", "link", "set", port, "master", UNDERLAY_BRIDGE, "up"])
+        host.sh(
+            f"ip addr add {address}/{UNDERLAY_PREFIX} dev eth0\n"
+            "ip link set eth0 up\n"
+            f"ip route add default via {UNDERLAY_ADDRESS} dev eth0\n"
+        )
+
+    def close(self) -> None:
+        """Close every host, then the underlay (each kills only what it started)."""
+        if self._closed:
+            return
+        self._closed = True
+        for host in reversed(list(self.hosts.values())):
+            host.close()
+        self.underlay.close()
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- addressing ----------------------------------------------------------------
+
+    def address(self, name: str) -> str:
+        """The underlay address of host ``name`` (h1 -> 192.0.2.11)."""
+        self.host(name)
+        return _host_address(name)
+
+    def host(self, name: str) -> Sandbox:
+        """The sandbox of host ``name``; KeyError naming the hosts if there is none."""
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise KeyError(
+                f"no host {name!r} in this fleet (hosts: {', '.join(self.hosts)})"
+            ) from None
+
+    # -- running things ----------------------------------------------------------------
+
+    def run(
+        self,
+        host: str | None,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in host ``host``'s root namespace, or in the underlay (None)."""
+        sb = self.underlay if host is None else self.host(host)
+        return sb.run(argv, input=input, check=check, timeout=timeout, env=env, cwd=cwd)
+
+    def in_netns(
+        self,
+        host: str | None,
+        netns: str,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in the named netns of a host (or of the underlay: None)."""
+        sb = self.underlay if host is None else self.host(host)
+        return sb.in_netns(netns, argv, check=check, timeout=timeout)
+
+    def state(self, host: str) -> dict[str, Any]:
+        """Host ``host``'s normalised state (see :meth:`Sandbox.state`)."""
+        return self.host(host).state()
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        """Every host's normalised state, by host name."""
+        return {name: sb.state() for name, sb in self.hosts.items()}
+
+    # -- sshd ------------------------------------------------------------------------
+
+    def start_sshd(
+        self, host: str, directory: str | os.PathLike[str], *, host_key: str, authorized_keys: str
+    ) -> subprocess.Popen[str]:
+        """Run Debian's sshd in host ``host``'s namespaces, listening on its underlay
+        address only, root login by key only; it is killed (by PID) when the host closes.
+
+        ``directory`` (the caller's, e.g. a test's tmp dir) receives the config and the
+        PID file; ``host_key`` and ``authorized_keys`` are files the caller made (throw-away
+        keys).  The privilege-separation directory sshd insists on is a private tmpfs in
+        the host, so nothing of it is left on the real machine but an empty mount point.
+        Returns once sshd accepts connections; SandboxCommandError if it does not.
+        """
+        sb = self.host(host)
+        address = self.address(host)
+        base = os.fspath(directory)
+        config = os.path.join(base, f"sshd-{host}.conf")
+        with open(config, "w", encoding="utf-8") as f:
+            f.write(
+                _SSHD_CONFIG.format(
+                    host=host,
+                    address=address,
+                    host_key=host_key,
+                    pid_file=os.path.join(base, f"sshd-{host}.pid"),
+                    authorized_keys=authorized_keys,
+                )
+            )
+        os.makedirs(SSHD_PRIVSEP_DIR, mode=0o755, exist_ok=True)  # mount point on the host
+        mounted = sb.run(["findmnt", "-n", "-o", "FSTYPE", SSHD_PRIVSEP_DIR], check=False)
+        if mounted.stdout.strip() != "tmpfs" or mounted.returncode != 0:
+            sb.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "netgen-sshd", SSHD_PRIVSEP_DIR])
+        sb.run([SSHD, "-t", "-f", config])  # a bad config fails here, with sshd's message
+        proc = sb.spawn([SSHD, "-D", "-e", "-f", config])
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while not sb.connect(None, address, 22, timeout_s=0.5):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                _, err = proc.communicate(timeout=10)
+                raise SandboxCommandError(proc.returncode or 1, proc.args, "", err)
+            time.sleep(0.1)
+        return proc
+
+
+def _host_address(name: str) -> str:
+    """hN's underlay address: 192.0.2.(10 + N)."""
+    return f"192.0.2.{10 + int(name[1:])}"
 
 
 _CONNECT_FAILED = 3
