@@ -32,7 +32,10 @@ MAC = r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}"
 PORT = r"(?:(?P<ip>[^:/]+):(?P<hp>\d*):|(?P<hp2>\d+):)?(?P<cp>\d+)(?:/(?P<proto>[A-Za-z]+))?"
 EXPOSE = r"(?P<cp>\d+)(?:/(?P<proto>[A-Za-z]+))?"
 
+VAR = r"[A-Za-z_][A-Za-z0-9_]{0,127}"  # an Ansible variable name
+
 NAME_RE = re.compile(NAME)
+VAR_RE = re.compile(VAR)
 IFNAME_RE = re.compile(IFNAME)
 HOSTNAME_RE = re.compile(HOSTNAME)
 DNS_OPTION_RE = re.compile(DNS_OPTION)
@@ -88,6 +91,11 @@ class Bool:
 @dataclass(frozen=True)
 class Const:
     value: int
+
+
+@dataclass(frozen=True)
+class Data:
+    """Any YAML value (scalar, list or mapping), passed through as it is."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +156,7 @@ class Table:
         return tuple(k.name for k in self.keys)
 
 
-Type: TypeAlias = Str | Int | Bool | Const | Enum | Seq | Map | Either | Named | Table
+Type: TypeAlias = Str | Int | Bool | Const | Data | Enum | Seq | Map | Either | Named | Table
 
 # -- named types --------------------------------------------------------------
 
@@ -216,6 +224,12 @@ EXPOSE_T = Named(
     "A port this container serves to linked containers: PORT or PORT/tcp|udp.",
     (5432, "53/udp"),
 )
+VNI_T = Named(
+    "vni",
+    Int(1, 16777215),
+    "A VXLAN network identifier, 1 to 16777215.",
+    (100,),
+)
 NETWORK_T = Named(
     "network",
     Either((Enum(("none", "host")), Str("container:" + NAME), IFNAME_T)),
@@ -280,6 +294,18 @@ BRIDGE = Table(
             "deleted, on destroy.",
         ),
         Key("mcast_snooping", Bool(), "Multicast snooping on the bridge; default: the kernel's."),
+        Key(
+            "vni",
+            VNI_T,
+            "VXLAN network identifier of the overlay joining the bridge's hosts; default: "
+            "derived from the spec and bridge names. Unused while the bridge spans one host.",
+        ),
+        Key(
+            "vxlan_port",
+            Int(1, 65535),
+            "UDP port of the bridge's VXLAN overlay between hosts.",
+            default=4789,
+        ),
     ),
 )
 
@@ -333,6 +359,12 @@ CONTAINER = Table(
     "A network namespace, wired as `docker run --net=...` would.",
     (
         Key("network", NETWORK_T, "The network mode; default: the only bridge, if one exists."),
+        Key(
+            "host",
+            NAME_T,
+            "The host (of `hosts:`) it runs on; required with 2 or more hosts, except for "
+            "network: container:NAME (that container's host).",
+        ),
         Key("netns", NAME_T, "Namespace name under /var/run/netns; default: the container name."),
         Key("pid", Int(1, 2**22), "Adopt the namespace of this running process."),
         Key("address", IFACE_ADDRESS_T, "Address of eth0; default: the next free one."),
@@ -401,6 +433,38 @@ LINK = Table(
             "One address/prefix per endpoint, both IPv4 (like 10.1.1.1/32) or both IPv6 "
             "(like fd00:1::1/128).",
         ),
+        Key(
+            "vni",
+            VNI_T,
+            "VXLAN network identifier when the ends run on different hosts; default: derived "
+            "from the spec name and the endpoints. Unused while both ends share a host.",
+        ),
+    ),
+)
+
+HOST = Table(
+    "host",
+    "A machine the spec spans: containers say `host: NAME` to run there.",
+    (
+        Key(
+            "address",
+            IP_T,
+            "Underlay address (IPv4 or IPv6): the VXLAN tunnels' end on this host, and the SSH "
+            "target unless vars gives ansible_host.",
+            required=True,
+        ),
+        Key("dev", IFNAME_T, "Underlay interface the VXLAN devices use; default: the route's."),
+        Key(
+            "mtu",
+            Int(68, 65535),
+            "MTU of the underlay; the overlay gets this minus 50 (IPv4) or 70 (IPv6).",
+            default=1500,
+        ),
+        Key(
+            "vars",
+            Map(Str(VAR), Data()),
+            "Variables copied into the Ansible inventory for this host (like ansible_user).",
+        ),
     ),
 )
 
@@ -444,6 +508,11 @@ TOP = Table(
     (
         Key("version", Const(1), "The spec format version: 1.", required=True),
         Key("name", NAME_T, "The spec's name; default: the file's stem. Marks what netgen owns."),
+        Key(
+            "hosts",
+            Map(Str(NAME), HOST),
+            "The machines the spec spans, by name; without it, the local host only.",
+        ),
         Key("bridges", Map(Str(IFNAME, exclude=NOT_IFNAMES), BRIDGE), "Linux bridges, by name."),
         Key("containers", Map(Str(NAME), CONTAINER), "Network namespaces, by name."),
         Key("links", Seq(LINK), "Point-to-point veth pairs between two containers."),
@@ -465,3 +534,4 @@ ROUTE_KEYS = ROUTE.names
 LINK_KEYS = LINK.names
 DNS_KEYS = DNS.names
 CHECK_KEYS = CHECK.names
+HOST_KEYS = HOST.names

@@ -7,7 +7,7 @@ reads only these types, never YAML.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -16,7 +16,7 @@ from ipaddress import (
     IPv6Interface,
     IPv6Network,
 )
-from typing import Literal
+from typing import Any, Literal
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
@@ -41,6 +41,30 @@ class Loc:
 NOWHERE = Loc("<netgen>", 0, 0, "")
 
 
+VXLAN_PORT = 4789  # IANA's VXLAN port, the kernel's and Docker's default
+
+
+@dataclass(frozen=True)
+class Host:
+    """A machine the spec spans (`hosts:`): its underlay address is the VXLAN tunnels' end."""
+
+    name: str
+    address: IPAddress
+    dev: str | None = None
+    mtu: int = 1500
+    vars: tuple[tuple[str, Any], ...] = field(default=(), compare=False)  # Ansible inventory
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    @property
+    def overhead(self) -> int:
+        """Bytes VXLAN adds to a frame: outer IP, UDP, VXLAN and inner Ethernet headers."""
+        return 50 if self.address.version == 4 else 70
+
+    @property
+    def overlay_mtu(self) -> int:
+        return self.mtu - self.overhead
+
+
 @dataclass(frozen=True)
 class Bridge:
     name: str
@@ -58,6 +82,32 @@ class Bridge:
     address6: IPv6Address | None = None  # set exactly when subnet6 is
     masquerade6: bool = False
     dad: bool = False  # IPv6 duplicate address detection on netgen's addresses (else nodad)
+    vni: int | None = None  # resolved (given or derived) when the spec has hosts
+    vxlan_port: int = VXLAN_PORT
+    # (host, address, address6) per host the bridge spans, in `hosts:` order; the first
+    # is (host, address, address6). Empty without `hosts:`.
+    gateways: tuple[tuple[str, IPv4Address, IPv6Address | None], ...] = ()
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The hosts the bridge spans (empty without `hosts:`)."""
+        return tuple(h for h, _, _ in self.gateways)
+
+    @property
+    def overlay(self) -> bool:
+        """The bridge spans 2+ hosts: a VXLAN device joins each host's part."""
+        return len(self.gateways) >= 2
+
+    @property
+    def vxlan_dev(self) -> str:
+        return f"vx{self.vni}"
+
+    def on(self, host: str | None) -> Bridge:
+        """This bridge as `host` builds it: its gateway addresses there."""
+        for name, address, address6 in self.gateways:
+            if name == host:
+                return replace(self, address=address, address6=address6)
+        return self
 
     @property
     def gateway(self) -> IPv4Interface:
@@ -151,6 +201,7 @@ class Container:
     hosts: tuple[tuple[str, IPAddress], ...] = ()
     hostname: str | None = None
     loc: Loc = field(default=NOWHERE, compare=False)
+    host: str | None = None  # the host it runs on (None: the spec has no hosts)
 
     @property
     def owns_netns(self) -> bool:
@@ -185,6 +236,13 @@ class Link:
     a: Endpoint
     b: Endpoint
     loc: Loc = field(default=NOWHERE, compare=False)
+    vni: int | None = None  # resolved when the spec has hosts
+    hosts: tuple[str, str] | None = None  # the hosts of a and b (None: no hosts)
+
+    @property
+    def crosses(self) -> bool:
+        """The ends run on different hosts: a VXLAN point-to-point pair, not a veth."""
+        return self.hosts is not None and self.hosts[0] != self.hosts[1]
 
 
 Expect = Literal["open", "blocked"]
@@ -220,6 +278,10 @@ class Spec:
     links: tuple[Link, ...] = ()
     checks: tuple[Check, ...] = ()
     outside: IPAddress | None = None  # what `to: outside` checks probe
+    hosts: tuple[Host, ...] = ()  # empty: one local host
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
 
     def bridge(self, name: str) -> Bridge:
         return next(b for b in self.bridges if b.name == name)

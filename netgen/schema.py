@@ -34,6 +34,11 @@ NOT_EXPRESSED = (
     "at most 1023 interfaces on one bridge",
     "checks: from and to must name declared containers, a container probed must have an "
     "address; to: outside needs outside:, which must lie beyond every bridge",
+    "hosts: addresses unique and of one family; host: must name a declared host (and is "
+    "required with 2 or more); container:NAME on the same host; VNIs unique; an overlay "
+    "bridge's mtu must fit the hosts' underlay mtu less the VXLAN overhead; no uplinks or "
+    "external on a bridge spanning several hosts; host ports and host interface names "
+    "unique per host",
 )
 
 
@@ -91,6 +96,8 @@ class _Generator:
             return {"type": "integer", "minimum": t.lo, "maximum": t.hi}
         if isinstance(t, f.Bool):
             return {"type": "boolean"}
+        if isinstance(t, f.Data):
+            return {}
         if isinstance(t, f.Const):
             return {"const": t.value}
         if isinstance(t, f.Enum):

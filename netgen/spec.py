@@ -36,6 +36,7 @@ from .fields import (  # the key lists and patterns, shared with the JSON Schema
     DNS_KEYS,
     DNS_OPTION_RE,
     EXPOSE_RE,
+    HOST_KEYS,
     HOSTNAME_RE,
     IFNAME_RE,
     INTERFACE_KEYS,
@@ -46,10 +47,13 @@ from .fields import (  # the key lists and patterns, shared with the JSON Schema
     ROUTE_KEYS,
     SHORT_IF_KEYS,
     TOP_KEYS,
+    VAR_RE,
 )
 from .ipam import Pool, usable
 from .yamlsrc import Node, Source, describe, join
 
+VNI_MAX = 16777215  # 24 bits, 0 reserved
+_INVALID = object()  # a YAML value that failed to read (its error is recorded)
 BR_MAX_PORTS = 1023  # the kernel's limit of ports on one bridge ("Exchange full")
 FIRST_EPHEMERAL_PORT = 49153  # where Docker's -P allocation starts
 
@@ -130,6 +134,8 @@ class _Container:
     present: dict[str, Node]  # the keys given, to point errors at them
     loc: m.Loc
     node: Node
+    host: str | None = None
+    host_node: Node | None = None
 
 
 @dataclass
@@ -138,6 +144,8 @@ class _Link:
     addresses: list[tuple[m.IPInterface, Node]]
     loc: m.Loc
     node: Node
+    vni: int | None = None
+    vni_node: Node | None = None
 
 
 @dataclass
@@ -165,6 +173,9 @@ class _Draft:
     checks: list[_Check] = field(default_factory=list)
     # bridge name -> its keys' value nodes ("": the bridge's own key), for pass-2 errors
     bridge_nodes: dict[str, dict[str, Node]] = field(default_factory=dict)
+    hosts: list[m.Host] = field(default_factory=list)
+    declared_hosts: list[str] = field(default_factory=list)  # valid or not, in order
+    host_nodes: dict[str, dict[str, Node]] = field(default_factory=dict)  # as bridge_nodes
 
 
 class _Reader:
@@ -195,6 +206,16 @@ class _Reader:
         if "name" in top:
             draft.name_node = top["name"][1]
             draft.name = self.name(draft.name_node, "name", NAME_RE, "spec name")
+        if "hosts" in top:
+            for key, (knode, vnode) in (self.src.mapping(top["hosts"][1], "hosts") or {}).items():
+                draft.declared_hosts.append(key)
+                nodes = {"": knode}
+                if isinstance(vnode, yaml.MappingNode):
+                    nodes.update((str(k.value), v) for k, v in vnode.value)
+                draft.host_nodes[key] = nodes
+                host = self.host(key, knode, vnode)
+                if host is not None:
+                    draft.hosts.append(host)
         if "bridges" in top:
             for key, (knode, vnode) in (
                 self.src.mapping(top["bridges"][1], "bridges") or {}
@@ -391,6 +412,13 @@ class _Reader:
         if "mtu" in keys:
             values["mtu"] = self.src.integer(keys["mtu"][1], join(path, "mtu"), 68, 65535)
             ok = ok and values["mtu"] is not None
+        if "vni" in keys:
+            values["vni"] = self.src.integer(keys["vni"][1], join(path, "vni"), 1, VNI_MAX)
+            ok = ok and values["vni"] is not None
+        if "vxlan_port" in keys:
+            port = self.src.integer(keys["vxlan_port"][1], join(path, "vxlan_port"), 1, 65535)
+            ok = ok and port is not None
+            values["vxlan_port"] = port or m.VXLAN_PORT
         if "uplinks" in keys:
             uplinks = [
                 v for _, v in self.src.each(keys["uplinks"][1], join(path, "uplinks"), self.ifname)
@@ -408,6 +436,68 @@ class _Reader:
             values["address6"] = IPv6Address(first)
         bridge = m.Bridge(name, subnet, address, loc=self.loc(knode, path), **values)
         return bridge, keys["address"][1] if explicit else keys["subnet"][1], explicit
+
+    # -- hosts ----------------------------------------------------------------
+
+    def host(self, name: str, knode: Node, node: Node) -> m.Host | None:
+        path = f"hosts.{name}"
+        ok = self.key_name(name, knode, path, NAME_RE, "host name")
+        keys = self.src.mapping(node, path, HOST_KEYS)
+        if keys is None:
+            return None
+        address = None
+        if "address" not in keys:
+            self.src.error(node, join(path, "address"), "missing required key 'address'")
+        else:
+            address = self.ip(keys["address"][1], join(path, "address"))
+        dev = mtu = None
+        if "dev" in keys:
+            dev = self.ifname(keys["dev"][1], join(path, "dev"))
+            ok = ok and dev is not None
+        if "mtu" in keys:
+            mtu = self.src.integer(keys["mtu"][1], join(path, "mtu"), 68, 65535)
+            ok = ok and mtu is not None
+        variables: list[tuple[str, Any]] = []
+        if "vars" in keys:
+            vpath = join(path, "vars")
+            for var, (vk, vv) in (self.src.mapping(keys["vars"][1], vpath) or {}).items():
+                if not VAR_RE.fullmatch(var):
+                    ok = False
+                    self.src.error(
+                        vk,
+                        join(vpath, var),
+                        f"invalid variable name {var!r}: use A-Z a-z 0-9 _, not starting with "
+                        "a digit (Ansible's rule)",
+                    )
+                    continue
+                value = self.data(vv, join(vpath, var))
+                if value is _INVALID:
+                    ok = False
+                else:
+                    variables.append((var, value))
+            if not isinstance(keys["vars"][1], yaml.MappingNode):
+                ok = False
+        if address is None or not ok:
+            return None
+        return m.Host(name, address, dev, mtu or 1500, tuple(variables), loc=self.loc(knode, path))
+
+    def data(self, node: Node, path: str) -> Any:
+        """Any YAML value as plain Python (mapping keys as strings); _INVALID on errors."""
+        if isinstance(node, yaml.SequenceNode):
+            items = [self.data(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+            return _INVALID if any(v is _INVALID for v in items) else items
+        if isinstance(node, yaml.MappingNode):
+            found = self.src.mapping(node, path)
+            if found is None:
+                return _INVALID
+            out = {k: self.data(v, join(path, k)) for k, (_, v) in found.items()}
+            return _INVALID if any(v is _INVALID for v in out.values()) else out
+        if not isinstance(node, yaml.ScalarNode):
+            return _INVALID
+        value = self.src.scalar(node, path)
+        if not isinstance(value, (str, int, float, bool)) and value is not None:
+            value = str(node.value)  # a date or the like: as written
+        return value
 
     # -- containers ---------------------------------------------------------
 
@@ -446,6 +536,9 @@ class _Reader:
             c.network = self.src.string(c.network_node, join(path, "network"))
         if "netns" in keys:
             c.netns = self.name(val("netns"), join(path, "netns"), NAME_RE, "netns name")
+        if "host" in keys:
+            c.host_node = val("host")
+            c.host = self.name(c.host_node, join(path, "host"), NAME_RE, "host name")
         if "pid" in keys:
             c.pid = self.src.integer(val("pid"), join(path, "pid"), 1, 2**22)
         short = [k for k in SHORT_IF_KEYS if k in keys]
@@ -787,6 +880,11 @@ class _Reader:
                     "give both ends the same family",
                 )
                 return None
+        if "vni" in keys:
+            link.vni_node = keys["vni"][1]
+            link.vni = self.src.integer(link.vni_node, join(path, "vni"), 1, VNI_MAX)
+            if link.vni is None:
+                return None
         return link
 
     # -- checks -------------------------------------------------------------
@@ -863,6 +961,13 @@ class _Resolver:
         # for errors at the right line: the source of each resolved interface and link
         self.iface_src: dict[tuple[str, int], _Iface] = {}
         self.link_src: list[_Link] = []
+        # multi-host: each container's host, each bridge's hosts (in `hosts:` order; [None]
+        # without hosts), the extra gateways of each bridge by host
+        self.hosts: dict[str, m.Host] = {}
+        self.placed: dict[str, str | None] = {}
+        self.spans: dict[str, list[str | None]] = {}
+        self.gateways: dict[str, dict[str, IPv4Address]] = {}
+        self.gateways6: dict[str, dict[str, IPv6Address]] = {}
 
     def resolve(self) -> m.Spec | None:
         d = self.draft
@@ -872,17 +977,22 @@ class _Resolver:
                 1, 1, "name", f"the file name {name!r} is not a valid spec name; set 'name:'"
             )
         bridges = {b.name: b for b, _, _ in d.bridges}
+        self.check_hosts()
         self.check_overlaps(d.bridges)
         self.check_overlaps6(d.bridges)
         pools = self.bridge_pools(d.bridges)
         pools6 = self.bridge_pools6(d.bridges)
         modes = self.modes(bridges)
+        self.placement()
+        self.bridge_spans(modes, bridges)
+        mtus = self.check_overlay_bridges(bridges)
         netns_of = self.netns_names(modes)
         ifaces = self.interfaces(modes, bridges, pools, name)
         self.interfaces6(modes, bridges, pools6, ifaces)
         links = self.links(modes, netns_of)
+        bridge_vnis, link_vnis = self.vnis(name, links)
         self.namespace_ifnames(ifaces, links)
-        self.check_host_ifnames(d.bridges, ifaces)
+        self.check_host_ifnames(d.bridges, ifaces, bridge_vnis)
         ports = self.ports()
         containers = []
         for c in d.containers:
@@ -906,6 +1016,7 @@ class _Resolver:
                     hosts=tuple(c.hosts),
                     hostname=c.hostname,
                     loc=c.loc,
+                    host=self.placed.get(c.name),
                 )
             )
         self.bridge_ports(d.bridges, ifaces)
@@ -913,6 +1024,27 @@ class _Resolver:
         checks = self.checks(containers, links)
         if self.src.diagnostics:
             return None
+        if self.hosts:
+            for bname, bridge in bridges.items():
+                span = [h for h in self.spans[bname] if h is not None]
+                gateways = [(span[0], bridge.address, bridge.address6)] + [
+                    (h, self.gateways[bname][h], self.gateways6.get(bname, {}).get(h))
+                    for h in span[1:]
+                ]
+                bridges[bname] = replace(
+                    bridge, gateways=tuple(gateways), vni=bridge_vnis[bname], mtu=mtus[bname]
+                )
+            links = [
+                replace(
+                    link,
+                    vni=vni,
+                    hosts=(
+                        self.placed[link.a.container] or "",
+                        self.placed[link.b.container] or "",
+                    ),
+                )
+                for link, vni in zip(links, link_vnis, strict=True)
+            ]
         return m.Spec(
             name,
             self.file,
@@ -922,7 +1054,235 @@ class _Resolver:
             tuple(links),
             tuple(checks),
             d.outside,
+            tuple(self.hosts.values()),
         )
+
+    # -- hosts ------------------------------------------------------------------------
+
+    def _host_value(self, host: str, key: str) -> Node:
+        nodes = self.draft.host_nodes[host]
+        return nodes.get(key, nodes[""])
+
+    def check_hosts(self) -> None:
+        """Underlay addresses: unique, unicast, one family (a VXLAN tunnel joins two
+        addresses of one family); an underlay MTU that leaves room for the overlay."""
+        owner: dict[m.IPAddress, str] = {}
+        first: m.Host | None = None
+        for h in self.draft.hosts:
+            path = f"hosts.{h.name}.address"
+            node = self._host_value(h.name, "address")
+            self.hosts[h.name] = h
+            if h.address.is_unspecified or h.address.is_multicast or h.address.is_loopback:
+                self.src.error(
+                    node, path, f"{h.address} is not a unicast address another host can reach"
+                )
+            elif h.address in owner:
+                self.src.error(
+                    node, path, f"{h.address} is already the address of host {owner[h.address]}"
+                )
+            elif first is not None and h.address.version != first.address.version:
+                self.src.error(
+                    node,
+                    path,
+                    f"{h.address} is IPv{h.address.version} but host {first.name}'s address "
+                    f"{first.address} is IPv{first.address.version}; the VXLAN tunnels between "
+                    "hosts need one address family",
+                )
+            owner.setdefault(h.address, h.name)
+            first = first or h
+            if h.overlay_mtu < 68:
+                self.src.error(
+                    self._host_value(h.name, "mtu"),
+                    f"hosts.{h.name}.mtu",
+                    f"mtu {h.mtu} leaves {h.overlay_mtu} for the VXLAN overlay ({h.overhead} bytes "
+                    f"of headers over IPv{h.address.version}); an interface needs at least 68",
+                )
+
+    def placement(self) -> None:
+        """Each container's host: given, the only one, or (network: container:NAME) NAME's."""
+        declared = self.draft.declared_hosts
+        by_name = {c.name: c for c in self.draft.containers}
+
+        def target(c: _Container) -> str | None:
+            net = c.network or ""
+            return net.partition(":")[2] if net.startswith("container:") else None
+
+        for c in self.draft.containers:
+            path = f"containers.{c.name}.host"
+            if c.host_node is not None:
+                if c.host is None:
+                    continue  # reported
+                if not declared:
+                    self.src.error(
+                        c.host_node,
+                        path,
+                        "'host' needs the top-level 'hosts:' (the machines the spec spans)",
+                    )
+                elif c.host not in declared:
+                    self.src.error(
+                        c.host_node, path, f"no host named {c.host!r}{_hint(c.host, declared)}"
+                    )
+                elif c.host in self.hosts:
+                    self.placed[c.name] = c.host
+                continue
+            if target(c) is not None:
+                continue
+            if len(declared) == 1 and declared[0] in self.hosts:
+                self.placed[c.name] = declared[0]
+            elif len(declared) >= 2:
+                self.src.error(
+                    c.node,
+                    path,
+                    f"missing 'host': the spec has {len(declared)} hosts "
+                    f"({', '.join(declared)}); say which one {c.name} runs on",
+                )
+            elif not declared:
+                self.placed[c.name] = None
+        for c in self.draft.containers:
+            hop = target(c)
+            if hop is None:
+                continue
+            seen = {c.name}
+            while hop in by_name and hop not in seen and target(by_name[hop]) is not None:
+                seen.add(hop)
+                hop = target(by_name[hop])
+            if hop not in by_name or hop in seen:
+                continue  # an unknown container or a cycle: reported
+            if hop not in self.placed:
+                if c.name in self.placed:
+                    del self.placed[c.name]
+                continue  # the namespace's owner has no valid host: reported
+            theirs = self.placed[hop]
+            mine = self.placed.get(c.name, theirs)
+            if mine != theirs and c.host_node is not None:
+                via = target(c)
+                self.src.error(
+                    c.host_node,
+                    f"containers.{c.name}.host",
+                    f"{c.name} shares the network namespace of {via} (network: container:{via}), "
+                    f"which runs on host {theirs}; leave out 'host' or say {theirs}",
+                )
+                continue
+            self.placed[c.name] = theirs
+
+    def bridge_spans(
+        self, modes: dict[str, tuple[str, str | None]], bridges: dict[str, m.Bridge]
+    ) -> None:
+        """The hosts each bridge spans: those of its containers (no containers: every host)."""
+        if not self.hosts:
+            self.spans = {b: [None] for b in bridges}
+            return
+        on: dict[str, set[str]] = {b: set() for b in bridges}
+        for c in self.draft.containers:
+            mode, arg = modes.get(c.name, ("", None))
+            host = self.placed.get(c.name)
+            if mode != "bridge" or host is None:
+                continue
+            for iface in c.ifaces:
+                bname = iface.bridge if iface.bridge is not None else arg
+                if bname in on:
+                    on[bname].add(host)
+        order = list(self.hosts)
+        self.spans = {b: [h for h in order if h in on[b] or not on[b]] for b in bridges}
+
+    def check_overlay_bridges(self, bridges: dict[str, m.Bridge]) -> dict[str, int | None]:
+        """A bridge spanning 2+ hosts is built by netgen on each: no uplinks, not external;
+        its MTU fits the overlay. Returns each bridge's MTU (the overlay's by default)."""
+        out: dict[str, int | None] = {}
+        for name, bridge in bridges.items():
+            out[name] = bridge.mtu
+            span = [self.hosts[h] for h in self.spans.get(name, []) if h is not None]
+            if len(span) < 2:
+                continue
+            where = f"spans hosts {', '.join(h.name for h in span)} (its containers run there)"
+            if bridge.uplinks:
+                self.src.error(
+                    self._bridge_value(name, "uplinks"),
+                    f"bridges.{name}.uplinks",
+                    f"bridge {name} {where}: an uplink is one host's interface; put it on a "
+                    "bridge whose containers all run on one host",
+                )
+            if bridge.external:
+                self.src.error(
+                    self._bridge_value(name, "external"),
+                    f"bridges.{name}.external",
+                    f"bridge {name} {where}, so netgen builds it on each of them with a VXLAN "
+                    "device; an external bridge exists on one host only",
+                )
+            worst = min(span, key=lambda h: h.overlay_mtu)
+            if bridge.mtu is not None and bridge.mtu > worst.overlay_mtu:
+                self.src.error(
+                    self._bridge_value(name, "mtu"),
+                    f"bridges.{name}.mtu",
+                    f"mtu {bridge.mtu} does not fit the VXLAN overlay: at most "
+                    f"{worst.overlay_mtu} (host {worst.name}'s mtu {worst.mtu} less "
+                    f"{worst.overhead} bytes of VXLAN over IPv{worst.address.version})",
+                )
+            out[name] = bridge.mtu or worst.overlay_mtu
+        return out
+
+    def reserve_gateways(self, pools: dict[str, Pool], version: int) -> None:
+        """The gateways of a bridge's 2nd, 3rd, ... host: the next free addresses, taken
+        before any container's automatic address (the first host has the bridge's own)."""
+        key = "subnet" if version == 4 else "subnet6"
+        for bname, span in self.spans.items():
+            pool = pools.get(bname)
+            if pool is None:
+                continue
+            for host in span[1:]:
+                assert host is not None
+                address = pool.allocate()
+                if address is None:
+                    self.src.error(
+                        self._bridge_value(bname, key),
+                        f"bridges.{bname}.{key}",
+                        f"no address left in {pool.subnet} for the gateway of bridge {bname} on "
+                        f"host {host}",
+                    )
+                    continue
+                self.used[address] = f"the gateway of bridge {bname} on host {host}"
+                if isinstance(address, IPv4Address):
+                    self.gateways.setdefault(bname, {})[host] = address
+                else:
+                    self.gateways6.setdefault(bname, {})[host] = address
+
+    def vnis(self, spec_name: str, links: list[m.Link]) -> tuple[dict[str, int], list[int]]:
+        """VNIs of every bridge and link (with hosts): given ones first, then derived ones in
+        declaration order, each moved past any VNI already taken."""
+        if not self.hosts:
+            return {}, []
+        taken: dict[int, str] = {}
+
+        def claim(vni: int, node: Node, path: str) -> None:
+            if vni in taken:
+                self.src.error(node, path, f"VNI {vni} is already used by {taken[vni]}")
+            taken.setdefault(vni, path.rpartition(".")[0])
+
+        for b, _, _ in self.draft.bridges:
+            if b.vni is not None:
+                claim(b.vni, self._bridge_value(b.name, "vni"), f"bridges.{b.name}.vni")
+        for src in self.link_src:
+            if src.vni is not None and src.vni_node is not None:
+                claim(src.vni, src.vni_node, f"{src.loc.path}.vni")
+
+        def derive(seed: str) -> int:
+            vni = int(hashlib.sha256(seed.encode()).hexdigest()[:6], 16) % VNI_MAX + 1
+            while vni in taken:
+                vni = vni % VNI_MAX + 1
+            taken[vni] = seed
+            return vni
+
+        bridge_vnis = {
+            b.name: b.vni if b.vni is not None else derive(f"{spec_name}/bridge/{b.name}")
+            for b, _, _ in self.draft.bridges
+        }
+        link_vnis = []
+        for link, src in zip(links, self.link_src, strict=True):
+            ea, eb = (f"{ep.container}:{ep.ifname}" for ep in (link.a, link.b))
+            link_vnis.append(
+                src.vni if src.vni is not None else derive(f"{spec_name}/link/{ea}/{eb}")
+            )
+        return bridge_vnis, link_vnis
 
     # -- bridges --------------------------------------------------------------
 
@@ -1197,6 +1557,7 @@ class _Resolver:
             used[iface.address] = f"used by {path}"
             if pool is not None:
                 pool.reserve(iface.address)
+        self.reserve_gateways(pools, 4)
         out: dict[str, list[m.Interface]] = {}
         for c, iface, bname in legs:
             pool = pools.get(bname)
@@ -1274,6 +1635,7 @@ class _Resolver:
             pool = pools.get(bridge.name)
             if pool is not None:
                 pool.reserve(src.address6)
+        self.reserve_gateways(pools, 6)
         for cname, k, src, bridge in legs:
             pool = pools.get(bridge.name)
             if pool is None or bridge.subnet6 is None:
@@ -1317,33 +1679,46 @@ class _Resolver:
                 legs[k] = replace(iface, host_ifname=candidate)
 
     def check_host_ifnames(
-        self, bridges: list[tuple[m.Bridge, Node, bool]], ifaces: dict[str, list[m.Interface]]
+        self,
+        bridges: list[tuple[m.Bridge, Node, bool]],
+        ifaces: dict[str, list[m.Interface]],
+        vnis: dict[str, int],
     ) -> None:
-        seen: dict[str, str] = {}
+        """Interface names on each host (the host namespace): unique there."""
+        seen: dict[tuple[str | None, str], str] = {}
         for bridge, _, _ in bridges:
-            seen[bridge.name] = f"bridge {bridge.name}"
+            span = self.spans.get(bridge.name, [None])
+            for host in span:
+                seen[(host, bridge.name)] = f"bridge {bridge.name}"
+            if len(span) >= 2 and bridge.name in vnis:
+                for host in span:
+                    seen[(host, f"vx{vnis[bridge.name]}")] = f"bridge {bridge.name}'s VXLAN device"
         for bridge, _, _ in bridges:
+            host = self.spans.get(bridge.name, [None])[0]
             for up in bridge.uplinks:
-                if up in seen:
+                if (host, up) in seen:
                     self.src.error_at(
                         bridge.loc.line,
                         bridge.loc.col,
                         f"bridges.{bridge.name}.uplinks",
-                        f"uplink {up} is already {seen[up]}",
+                        f"uplink {up} is already {seen[(host, up)]}",
                     )
-                seen[up] = f"an uplink of bridge {bridge.name}"
+                seen[(host, up)] = f"an uplink of bridge {bridge.name}"
         for c in self.draft.containers:
+            host = self.placed.get(c.name)
             for k, iface in enumerate(ifaces.get(c.name, ())):
                 name = iface.host_ifname
-                if name == "lo" or name in seen:
-                    what = "the loopback device" if name == "lo" else seen[name]
+                if name == "lo" or (host, name) in seen:
+                    what = "the loopback device" if name == "lo" else seen[(host, name)]
+                    if host is not None and name != "lo":
+                        what += f" on host {host}"
                     src = self.iface_src[(c.name, k)]
                     self.src.error(
                         src.host_ifname_node or src.node,
                         f"{iface.loc.path}.host_ifname",
                         f"host interface name {name!r} is already {what}",
                     )
-                seen[name] = f"the host end of {c.name}'s {iface.ifname}"
+                seen[(host, name)] = f"the host end of {c.name}'s {iface.ifname}"
 
     def namespace_ifnames(self, ifaces: dict[str, list[m.Interface]], links: list[m.Link]) -> None:
         names: dict[str, dict[str, str]] = {}
@@ -1469,7 +1844,8 @@ class _Resolver:
 
     def ports(self) -> dict[str, list[m.Port]]:
         """Host ports: explicit ones checked for clashes, missing ones allocated from 49153."""
-        taken: dict[tuple[str, int], list[tuple[IPv4Address | None, str]]] = {}
+        # per host: the same host port on two hosts is two different sockets
+        taken: dict[tuple[str | None, str, int], list[tuple[IPv4Address | None, str]]] = {}
         out: dict[str, list[m.Port]] = {}
         pending: list[tuple[_Container, str, str, IPv4Address | None, int, Node]] = []
         for c in self.draft.containers:
@@ -1482,37 +1858,42 @@ class _Resolver:
                 if host_port is None:
                     pending.append((c, path, proto, host_ip, cport, node))
                     continue
+                host = self.placed.get(c.name)
                 clash = next(
                     (
                         who
-                        for ip, who in taken.get((proto, host_port), ())
+                        for ip, who in taken.get((host, proto, host_port), ())
                         if ip is None or host_ip is None or ip == host_ip
                     ),
                     None,
                 )
                 if clash:
+                    on = f" on host {host}" if host is not None else ""
                     self.src.error(
-                        node, path, f"host port {host_port}/{proto} is already published by {clash}"
+                        node,
+                        path,
+                        f"host port {host_port}/{proto} is already published{on} by {clash}",
                     )
                     continue
-                taken.setdefault((proto, host_port), []).append((host_ip, path))
+                taken.setdefault((host, proto, host_port), []).append((host_ip, path))
                 out.setdefault(c.name, []).append(
                     m.Port(
                         cast(m.Proto, proto), cport, host_port, host_ip, loc=self._loc(node, path)
                     )
                 )
-        next_port = {"tcp": FIRST_EPHEMERAL_PORT, "udp": FIRST_EPHEMERAL_PORT}
+        next_port: dict[tuple[str | None, str], int] = {}
         for c, path, proto, host_ip, cport, node in pending:
-            port = next_port[proto]
-            while port <= 65535 and (proto, port) in taken:
+            host = self.placed.get(c.name)
+            port = next_port.get((host, proto), FIRST_EPHEMERAL_PORT)
+            while port <= 65535 and (host, proto, port) in taken:
                 port += 1
             if port > 65535:
                 self.src.error(
                     node, path, f"no free host port left for {proto} above {FIRST_EPHEMERAL_PORT}"
                 )
                 continue
-            next_port[proto] = port + 1
-            taken.setdefault((proto, port), []).append((host_ip, path))
+            next_port[(host, proto)] = port + 1
+            taken.setdefault((host, proto, port), []).append((host_ip, path))
             out.setdefault(c.name, []).append(
                 m.Port(cast(m.Proto, proto), cport, port, host_ip, loc=self._loc(node, path))
             )

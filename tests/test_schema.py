@@ -41,6 +41,14 @@ DELETE = object()
 GOOD: dict[str, Any] = {
     "version": 1,
     "name": "good",
+    "hosts": {
+        "h1": {
+            "address": "192.0.2.11",
+            "dev": "eth0",
+            "mtu": 1500,
+            "vars": {"ansible_user": "root", "ports": [22, 2222], "opts": {"a": None}},
+        }
+    },
     "bridges": {
         "br0": {
             "subnet": "10.0.0.0/24",
@@ -48,12 +56,15 @@ GOOD: dict[str, Any] = {
             "mtu": 1500,
             "icc": True,
             "uplinks": ["eth9"],
+            "vni": 100,
+            "vxlan_port": 4789,
         },
         "br1": {"subnet": "10.1.0.0/24"},
     },
     "containers": {
         "web": {
             "network": "br0",
+            "host": "h1",
             "address": "10.0.0.10",
             "ifname": "eth0",
             "host_ifname": "veth-web",
@@ -85,7 +96,13 @@ GOOD: dict[str, Any] = {
         "a": {"network": "none"},
         "b": {"network": "none"},
     },
-    "links": [{"endpoints": ["a:p2p0", "b:p2p0"], "addresses": ["10.2.0.1/32", "10.2.0.2/32"]}],
+    "links": [
+        {
+            "endpoints": ["a:p2p0", "b:p2p0"],
+            "addresses": ["10.2.0.1/32", "10.2.0.2/32"],
+            "vni": 200,
+        }
+    ],
     "outside": "198.51.100.7",
     "checks": [
         {"from": "web", "to": "db", "port": "5432/tcp", "expect": "open"},
@@ -104,6 +121,7 @@ LOCATIONS: dict[str, Path_] = {
     "link": ("links", 0),
     "dns": ("containers", "web", "dns"),
     "check": ("checks", 0),
+    "host": ("hosts", "h1"),
 }
 
 WEB: Path_ = ("containers", "web")
@@ -204,6 +222,19 @@ BAD: list[tuple[str, Path_, Any]] = [
     ("check-to-with-a-space", (*CHECK, "to"), "my db"),
     ("check-to-missing", (*CHECK, "to"), DELETE),
     ("outside-not-an-ip", ("outside",), "somewhere"),
+    # hosts
+    ("host-address-missing", ("hosts", "h1", "address"), DELETE),
+    ("host-address-a-name", ("hosts", "h1", "address"), "h1.example"),
+    ("host-name-with-a-space", ("hosts", "h 2"), {"address": "192.0.2.12"}),
+    ("host-dev-too-long", ("hosts", "h1", "dev"), "e" * 16),
+    ("host-mtu-67", ("hosts", "h1", "mtu"), 67),
+    ("host-vars-a-list", ("hosts", "h1", "vars"), ["ansible_user"]),
+    ("host-var-name-with-a-dash", ("hosts", "h1", "vars", "ansible-user"), "root"),
+    ("container-host-with-a-space", (*WEB, "host"), "h 1"),
+    ("vni-0", ("bridges", "br0", "vni"), 0),
+    ("vni-too-big", ("bridges", "br0", "vni"), 16777216),
+    ("vxlan-port-0", ("bridges", "br0", "vxlan_port"), 0),
+    ("link-vni-a-string", (*LINK, "vni"), "200"),
 ]
 
 VALID: list[tuple[str, Path_, Any]] = [
@@ -241,6 +272,9 @@ VALID: list[tuple[str, Path_, Any]] = [
     ("check-blocked", (*CHECK, "expect"), "blocked"),
     ("check-ping", (*CHECK, "port"), DELETE),
     ("outside-ipv6", ("outside",), "2001:db8::7"),
+    ("host-ipv6", ("hosts", "h1", "address"), "2001:db8::11"),
+    ("host-vars-empty", ("hosts", "h1", "vars"), {}),
+    ("vni-max", ("bridges", "br0", "vni"), 16777215),
 ]
 
 

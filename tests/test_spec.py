@@ -164,7 +164,7 @@ class TestUnknownKeys:
     def test_top_level_without_a_close_match_lists_the_keys(self) -> None:
         assert problems("version: 1\ncolour: blue\n") == [
             "bad.yaml:2:1: colour: unknown key 'colour' "
-            "(expected one of: version, name, bridges, containers, links, outside, checks)"
+            "(expected one of: version, name, hosts, bridges, containers, links, outside, checks)"
         ]
 
     def test_at_every_depth(self) -> None:
