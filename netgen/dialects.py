@@ -28,6 +28,7 @@ from .errors import DialectError
 from .model import Loc
 
 DIALECTS = ("iproute2", "brctl")
+ZERO_MAC = "00:00:00:00:00:00"  # an fdb entry for every destination not learnt
 FIREWALLS = ("iptables", "nftables")
 NETNS_DIR = "/var/run/netns"
 
@@ -83,6 +84,10 @@ def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") ->
             return d.add_bridge(op)
         case o.AddVeth():
             return d.add_veth(op)
+        case o.AddVxlan():
+            return d.add_vxlan(op)
+        case o.AddFdb(dev=dev, dst=dst):
+            return [C("bridge", "fdb", "append", ZERO_MAC, "dev", dev, "dst", str(dst))]
         case o.SetMaster(dev=dev, bridge=bridge) | o.AttachUplink(dev=dev, bridge=bridge):
             if d.brctl:
                 return [Cmd(brctl("addif", bridge, dev))]
@@ -130,6 +135,21 @@ def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") ->
                 Cmd(
                     d.ip(netns, "link", "delete", "dev", name).argv,
                     guard=d.link_owned(netns, name, owner),
+                )
+            ]
+        case o.DelVxlan(name=name, netns=netns, owner=owner):
+            return [
+                Cmd(
+                    d.ip(netns, "link", "delete", "dev", name).argv,
+                    guard=d.link_owned(netns, name, owner),
+                )
+            ]
+        case o.DelFdb(dev=dev, dst=dst, owner=owner):
+            # the entry carries no mark: it goes only from a device that carries ours
+            return [
+                Cmd(
+                    ("bridge", "fdb", "del", ZERO_MAC, "dev", dev, "dst", str(dst)),
+                    guard=d.link_owned(None, dev, owner),
                 )
             ]
         case o.DetachUplink(dev=dev, bridge=bridge):
@@ -240,6 +260,26 @@ class _Dialect:
         if not op.peer_autoconf:
             out.append(self.ip(op.peer_netns, "link", "set", "dev", op.peer, "addrgenmode", "none"))
         return out
+
+    def add_vxlan(self, op: o.AddVxlan) -> list[Cmd]:
+        """`ip link add` in the host namespace, with `netns` when the device belongs in a
+        container: its UDP socket stays on the host's underlay. brctl has no VXLAN, so
+        the brctl dialect uses the same `ip` command."""
+        argv = ["ip", "link", "add", "name", op.name]
+        if op.mtu is not None:
+            argv += ["mtu", str(op.mtu)]
+        if op.netns is not None:
+            argv += ["netns", op.netns]
+        argv += ["type", "vxlan", "id", str(op.vni), "local", str(op.local)]
+        if op.remote is not None:
+            argv += ["remote", str(op.remote)]
+        argv += ["dstport", str(op.port)]
+        if op.dev is not None:
+            argv += ["dev", op.dev]
+        return [
+            Cmd(tuple(argv)),
+            self.ip(op.netns, "link", "set", "dev", op.name, "alias", o.mark(op.owner)),
+        ]
 
     def _chapter_veth(self, op: o.AddVeth, mtu: tuple[str, ...], mac: tuple[str, ...]) -> list[Cmd]:
         """Create on the host under temporary names, move each end, rename it there."""

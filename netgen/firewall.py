@@ -76,16 +76,25 @@ _RESTORE = (
 # -- lowering --------------------------------------------------------------------------
 
 
-def lower(spec: m.Spec) -> list[o.Op]:
-    """The firewall and sysctl ops of a spec, to run once its containers are wired."""
-    ports = _published(spec)
-    masquerades = [o.Masquerade(b.subnet, b.name, _at(b)) for b in spec.bridges if b.masquerade]
+def lower(spec: m.Spec, host: str | None = None) -> list[o.Op]:
+    """The firewall and sysctl ops of a spec (of `host`'s part of it, with `hosts:`), to
+    run once its containers are wired. Ports and masquerade are the business of the host
+    a container runs on; an icc=false bridge is isolated on every host it spans, and a
+    --link across hosts is let through on both ends' hosts."""
+    bridges = [b for b in spec.bridges if host is None or host in b.hosts]
+    ports = _published(spec, host)
+    masquerades = [o.Masquerade(b.subnet, b.name, _at(b)) for b in bridges if b.masquerade]
     masquerades += [
         o.Masquerade(b.subnet6, b.name, _at(b))
-        for b in spec.bridges
+        for b in bridges
         if b.masquerade6 and b.subnet6 is not None
     ]
-    rules: list[o.Rule] = [*ports, *masquerades, *_links(spec), *_isolations(spec)]
+    rules: list[o.Rule] = [
+        *ports,
+        *masquerades,
+        *_links(spec, bridges, host),
+        *_isolations(spec, bridges, host),
+    ]
     if not rules:
         return []
     out: list[o.Op] = [o.AddFirewall(spec.name, tuple(rules), rules[0].loc)]
@@ -103,12 +112,12 @@ def lower(spec: m.Spec) -> list[o.Op]:
     return out
 
 
-def _published(spec: m.Spec) -> list[o.PublishPort]:
+def _published(spec: m.Spec, host: str | None) -> list[o.PublishPort]:
     """Ports go to the container's primary address, on the bridge of its first leg; on a
     dual-stack bridge, a port on every host address goes to its IPv6 address too."""
     out = []
     for c in spec.containers:
-        if not c.interfaces:
+        if not c.interfaces or c.host != host:
             continue
         leg = c.interfaces[0]
         for p in c.ports:
@@ -124,15 +133,18 @@ def _published(spec: m.Spec) -> list[o.PublishPort]:
     return out
 
 
-def _links(spec: m.Spec) -> list[o.AllowLink]:
-    """On each icc=false bridge both ends are on: the client may reach the target's `expose`."""
+def _links(spec: m.Spec, bridges: list[m.Bridge], host: str | None) -> list[o.AllowLink]:
+    """On each icc=false bridge both ends are on: the client may reach the target's `expose`
+    (on the hosts of both, when they run on different ones: each end's bridge filters)."""
     out: dict[o.AllowLink, None] = {}
-    for b in spec.bridges:
+    for b in bridges:
         if b.icc:
             continue
         for c in spec.containers:
             for ref in c.links:
                 target = spec.container(ref.name)
+                if host not in (c.host, target.host):
+                    continue
                 for mine in (leg for leg in c.interfaces if leg.bridge == b.name):
                     for theirs in (leg for leg in target.interfaces if leg.bridge == b.name):
                         pairs: list[tuple[m.IPAddress, m.IPAddress]] = [
@@ -147,14 +159,22 @@ def _links(spec: m.Spec) -> list[o.AllowLink]:
     return list(out)
 
 
-def _isolations(spec: m.Spec) -> list[o.Isolate]:
+def _isolations(spec: m.Spec, bridges: list[m.Bridge], host: str | None) -> list[o.Isolate]:
+    """Between the bridge's ports on this host: its containers' legs, its uplinks, and
+    (across hosts) its VXLAN device, through which the other hosts' containers come."""
     out = []
-    for b in spec.bridges:
+    for b in bridges:
         if b.icc:
             continue
         legs = [
-            leg.host_ifname for c in spec.containers for leg in c.interfaces if leg.bridge == b.name
+            leg.host_ifname
+            for c in spec.containers
+            if c.host == host
+            for leg in c.interfaces
+            if leg.bridge == b.name
         ]
+        if b.overlay:
+            legs.append(b.vxlan_dev)
         if legs:
             out.append(o.Isolate(b.name, b.subnet, (*legs, *b.uplinks), _at(b)))
             if b.subnet6 is not None:

@@ -25,13 +25,18 @@ def script(
     firewall: str = "iptables",
     teardown: bool = False,
     batch: bool = False,
+    host: str | None = None,
 ) -> str:
-    """The script `netgen render` prints (and `--check` compares) for these options."""
-    built = lower.lower(s)
+    """The script `netgen render` prints (and `--check` compares) for these options;
+    with `hosts:`, `host`'s part (see lower.pick_host)."""
+    here = lower.pick_host(s, host)
+    built = lower.lower(s, here)
     if batch:  # takes the setup ops either way: see render.render_batch
-        return render.render_batch(s, built, dialect=dialect, firewall=firewall, teardown=teardown)
+        return render.render_batch(
+            s, built, dialect=dialect, firewall=firewall, teardown=teardown, host=here
+        )
     todo = o.teardown(built) if teardown else built
-    return render.render(s, todo, dialect=dialect, firewall=firewall, teardown=teardown)
+    return render.render(s, todo, dialect=dialect, firewall=firewall, teardown=teardown, host=here)
 
 
 def read(path: Path) -> bytes | None:

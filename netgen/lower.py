@@ -5,36 +5,75 @@ point-to-point links, then the containers' extra routes (which may use a
 link's interface), then the firewall (ports, masquerade, icc, links) and the
 sysctls it needs, once every address is wired, then the waits for duplicate
 address detection on IPv6 addresses added without `nodad`. Teardown is the reverse of this list.
+
+A spec with `hosts:` lowers once per host: that host's part of each bridge it spans
+(with its own gateway and, across hosts, a VXLAN device and one flood entry per peer
+host), its containers, its end of each link (a VXLAN tunnel when the other end runs
+elsewhere) and its firewall.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import replace
 from ipaddress import IPv6Interface, ip_interface
 
 from . import firewall
 from . import model as m
 from . import ops as o
+from .errors import UsageError
 
 NETNS_DIR = "/var/run/netns"
 ETC_NETNS = "/etc/netns"
 
 
-def lower(spec: m.Spec) -> list[o.Op]:
+def pick_host(spec: m.Spec, host: str | None) -> str | None:
+    """The host to lower for: `host` checked against the spec, or the only one there is.
+
+    None for a spec without `hosts:` (the local host). A spec of 2+ hosts has no
+    default: each host's part is a different script.
+    """
+    names = [h.name for h in spec.hosts]
+    if host is None:
+        if len(names) >= 2:
+            raise UsageError(
+                f"spec {spec.name!r} spans {len(names)} hosts ({', '.join(names)}): "
+                "say which one's part with --host NAME"
+            )
+        return names[0] if names else None
+    if host not in names:
+        if not names:
+            raise UsageError(
+                f"spec {spec.name!r} has no hosts: (it runs on the local host); leave out --host"
+            )
+        close = difflib.get_close_matches(host, names, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(
+            f"spec {spec.name!r} has no host named {host!r}{hint} (hosts: {', '.join(names)})"
+        )
+    return host
+
+
+def lower(spec: m.Spec, host: str | None = None) -> list[o.Op]:
+    """The ops that build `host`'s part of the spec (see `pick_host` for None)."""
+    here = pick_host(spec, host)
     out: list[o.Op] = []
     for bridge in spec.bridges:
-        out += _bridge(spec, bridge)
-    bridges = {b.name: b for b in spec.bridges}
-    for c in spec.containers:
+        if here is None or here in bridge.hosts:
+            out += _bridge(spec, bridge.on(here), here)
+    bridges = {b.name: b.on(here) for b in spec.bridges}
+    mine = [c for c in spec.containers if c.host == here]
+    for c in mine:
         if c.owns_netns:
             out += _container(spec, c, bridges)
     for link in spec.links:
-        out += _link(spec, link)
-    for c in spec.containers:
+        if link.hosts is None or here in link.hosts:
+            out += _link(spec, link, here)
+    for c in mine:
         if c.owns_netns:
             for route in c.routes:
                 out.append(o.AddRoute(c.netns, route.destination, route.via, route.dev, route.loc))
-    out += firewall.lower(spec)
+    out += firewall.lower(spec, here)
     # last, so that detection runs on every address at once while the others are built
     out += [
         o.WaitDad(op.dev, op.address, op.netns, op.loc)
@@ -44,7 +83,7 @@ def lower(spec: m.Spec) -> list[o.Op]:
     return out
 
 
-def _bridge(spec: m.Spec, b: m.Bridge) -> list[o.Op]:
+def _bridge(spec: m.Spec, b: m.Bridge, here: str | None) -> list[o.Op]:
     out: list[o.Op] = []
     if not b.external:
         out += [
@@ -54,6 +93,21 @@ def _bridge(spec: m.Spec, b: m.Bridge) -> list[o.Op]:
         if b.gateway6 is not None:
             out.append(o.AddAddress(b.name, b.gateway6, None, b.loc, nodad=not b.dad))
         out.append(o.LinkUp(b.name, None, b.loc))
+    if b.overlay and here is not None and b.vni is not None:
+        me = spec.host(here)
+        vx = b.vxlan_dev
+        out += [
+            o.AddVxlan(
+                vx, None, b.vni, me.address, None, b.vxlan_port, me.dev, spec.name, b.mtu, b.loc
+            ),
+            o.SetMaster(vx, b.name, b.loc),
+            o.LinkUp(vx, None, b.loc),
+        ]
+        out += [
+            o.AddFdb(vx, spec.host(peer).address, spec.name, b.loc)
+            for peer in b.hosts
+            if peer != here
+        ]
     loc = b.uplinks_loc if b.uplinks_loc.line else replace(b.loc, path=f"{b.loc.path}.uplinks")
     for up in b.uplinks:
         out += [o.AttachUplink(up, b.name, loc), o.LinkUp(up, None, loc)]
@@ -100,24 +154,50 @@ def _container(spec: m.Spec, c: m.Container, bridges: dict[str, m.Bridge]) -> li
     return out
 
 
-def _link(spec: m.Spec, link: m.Link) -> list[o.Op]:
+def _link(spec: m.Spec, link: m.Link, here: str | None) -> list[o.Op]:
     a, b = link.a, link.b
     ipv6 = a.address is not None and a.address.version == 6
-    out: list[o.Op] = [
+    if link.crosses and link.hosts is not None and link.vni is not None:
+        # a VXLAN tunnel between the two hosts: this host builds its own end only
+        ends = ((a, b), (b, a)) if link.hosts[0] == here else ((b, a), (a, b))
+        me, peer = spec.host(here or ""), spec.host(link.hosts[1 if link.hosts[0] == here else 0])
+        mine = ends[0][0]
+        mtu = min(me.overlay_mtu, peer.overlay_mtu)
+        out: list[o.Op] = [
+            o.AddVxlan(
+                mine.ifname,
+                mine.netns,
+                link.vni,
+                me.address,
+                peer.address,
+                m.VXLAN_PORT,
+                me.dev,
+                spec.name,
+                mtu,
+                link.loc,
+            )
+        ]
+        return out + _link_end(*ends[0], link)
+    out = [
         o.AddVeth(a.ifname, a.netns, b.ifname, b.netns, spec.name, peer_autoconf=ipv6, loc=link.loc)
     ]
-    for end, other in ((a, b), (b, a)):
-        if end.address is not None:
-            nodad = end.address.version == 6  # a /128 peer: nothing to detect a duplicate on
-            out.append(o.AddAddress(end.ifname, end.address, end.netns, link.loc, nodad=nodad))
-        out.append(o.LinkUp(end.ifname, end.netns, link.loc))
-        if (
-            end.address is not None
-            and other.address is not None
-            and end.address.network.prefixlen == end.address.max_prefixlen
-        ):
-            peer = ip_interface(other.address.ip)
-            out.append(o.AddRoute(end.netns, str(peer.network), None, end.ifname, link.loc))
+    return out + _link_end(a, b, link) + _link_end(b, a, link)
+
+
+def _link_end(end: m.Endpoint, other: m.Endpoint, link: m.Link) -> list[o.Op]:
+    """One end of a link: its address, up, and (a /32 or /128 address) the route to the other."""
+    out: list[o.Op] = []
+    if end.address is not None:
+        nodad = end.address.version == 6  # a /128 peer: nothing to detect a duplicate on
+        out.append(o.AddAddress(end.ifname, end.address, end.netns, link.loc, nodad=nodad))
+    out.append(o.LinkUp(end.ifname, end.netns, link.loc))
+    if (
+        end.address is not None
+        and other.address is not None
+        and end.address.network.prefixlen == end.address.max_prefixlen
+    ):
+        peer = ip_interface(other.address.ip)
+        out.append(o.AddRoute(end.netns, str(peer.network), None, end.ifname, link.loc))
     return out
 
 

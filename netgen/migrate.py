@@ -17,12 +17,15 @@ from . import model as m
 from . import ops as o
 from . import plan as p
 from .errors import UsageError
-from .lower import lower
+from .lower import lower, pick_host
 from .state import Host, Link
 
 
-def migrate(old: m.Spec, new: m.Spec, *, firewall: str = "iptables") -> p.Plan:
-    """The steps from a host built from `old` to one built from `new` (same spec name).
+def migrate(
+    old: m.Spec, new: m.Spec, *, firewall: str = "iptables", host: str | None = None
+) -> p.Plan:
+    """The steps from a host built from `old` to one built from `new` (same spec name);
+    with `hosts:`, on `host` (its part of `old`: none if `old` did not name it).
 
     Removals come first, each guarded (it runs only on what carries the spec's
     mark), in reverse order; then additions and rewrites, in `new`'s order.
@@ -34,9 +37,18 @@ def migrate(old: m.Spec, new: m.Spec, *, firewall: str = "iptables") -> p.Plan:
             f"built from {old.name!r} has nothing of {new.name!r} to change; give both "
             "the same name"
         )
-    before, after = lower(old), lower(new)
-    host = p.simulated(before, new.name, _given(old, new), firewall=firewall)
-    result = p.plan(after, before, host, new.name, recorded=before, firewall=firewall, offline=True)
+    here = pick_host(new, host)
+    if not old.hosts:
+        before = lower(old)  # the one local host
+    elif here is None or here in {h.name for h in old.hosts}:
+        before = lower(old, here)  # here None: old's only host (or an error naming them)
+    else:
+        before = []  # a host `old` did not span: it had nothing of the spec
+    after = lower(new, here)
+    model = p.simulated(before, new.name, _given(old, new), firewall=firewall)
+    result = p.plan(
+        after, before, model, new.name, recorded=before, firewall=firewall, offline=True
+    )
     if result.refusals:
         raise UsageError(
             f"cannot migrate from {old.file} to {new.file}:\n"

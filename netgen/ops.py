@@ -98,6 +98,44 @@ class AddVeth:
 
 
 @dataclass(frozen=True)
+class AddVxlan:
+    """A VXLAN device `name` in `netns` (None: the host), always created from the host
+    namespace, so that its UDP socket (`local` -> `remote` on `port`, over `dev`) lives on
+    the host's underlay wherever the device ends up. `remote` None: a bridge port whose
+    peers are AddFdb entries (head-end replication); set: a point-to-point tunnel."""
+
+    name: str
+    netns: str | None
+    vni: int
+    local: IPv4Address | IPv6Address
+    remote: IPv4Address | IPv6Address | None
+    port: int
+    dev: str | None
+    owner: str
+    mtu: int | None = None
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    def inverse(self) -> DelVxlan:
+        return DelVxlan(self.name, self.netns, self.owner, self.loc)
+
+
+@dataclass(frozen=True)
+class AddFdb:
+    """Static head-end replication on a VXLAN bridge port: frames with no learnt
+    destination (broadcast, unknown unicast, multicast) are also sent to `dst`, a peer
+    host, so the overlay needs no multicast underlay. The entry has no mark of its own:
+    it is `owner`'s because its device carries `owner`'s mark."""
+
+    dev: str
+    dst: IPv4Address | IPv6Address
+    owner: str
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    def inverse(self) -> DelFdb:
+        return DelFdb(self.dev, self.dst, self.owner, self.loc)
+
+
+@dataclass(frozen=True)
 class SetMaster:
     """Enslave a veth end netgen created to a bridge; undone by deleting the veth."""
 
@@ -351,6 +389,28 @@ class DelVeth:
 
 
 @dataclass(frozen=True)
+class DelVxlan:
+    name: str
+    netns: str | None
+    owner: str
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    def inverse(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class DelFdb:
+    dev: str
+    dst: IPv4Address | IPv6Address
+    owner: str
+    loc: Loc = field(default=NOWHERE, compare=False)
+
+    def inverse(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
 class DetachUplink:
     dev: str
     bridge: str
@@ -412,6 +472,8 @@ Op = (
     | AdoptNetns
     | AddBridge
     | AddVeth
+    | AddVxlan
+    | AddFdb
     | SetMaster
     | AttachUplink
     | LinkUp
@@ -426,6 +488,8 @@ Op = (
     | ReleaseNetns
     | DelBridge
     | DelVeth
+    | DelVxlan
+    | DelFdb
     | DetachUplink
     | RemoveDir
     | RemoveFile

@@ -38,19 +38,22 @@ def render(
     firewall: str = "iptables",
     teardown: bool = False,
     preamble: Iterable[str] = (),
+    host: str | None = None,
 ) -> str:
-    """The whole script for `ops` (already inverted by the caller for a teardown)."""
+    """The whole script for `ops` (already inverted by the caller for a teardown);
+    `host`: the spec's host these ops are the part of (named in the header)."""
     kind = "teardown" if teardown else "setup"
     intro = [
         "Run as root. Same spec, same bytes: review this file, commit it, diff it.",
         *preamble,
     ]
+    on = f" --host {host}" if host is not None and spec.hosts else ""
     if teardown:
         intro.append("Removes only what carries this spec's mark (netgen:NAME); safe to re-run.")
     else:
-        intro.append("Undo with: netgen render SPEC --teardown (or netgen destroy SPEC).")
-    title = f"netgen {kind} script for spec {spec.name!r}"
-    return _plain(title, spec, ops, intro, dialect, firewall)
+        intro.append(f"Undo with: netgen render SPEC{on} --teardown (or netgen destroy SPEC{on}).")
+    title = f"netgen {kind} script for spec {spec.name!r}{_on(spec, host)}"
+    return _plain(title, spec, ops, intro, dialect, firewall, host)
 
 
 def render_migration(
@@ -60,6 +63,7 @@ def render_migration(
     *,
     dialect: str = "iproute2",
     firewall: str = "iptables",
+    host: str | None = None,
 ) -> str:
     """The script of a migration (see migrate.py): removals, then additions."""
     intro = [
@@ -71,12 +75,31 @@ def render_migration(
         "use netgen apply, which compares with the host itself.",
         f"Old spec sha256: {old.sha256}",
     ]
-    title = f"netgen migration script for spec {new.name!r}"
-    return _plain(title, new, ops, intro, dialect, firewall)
+    title = f"netgen migration script for spec {new.name!r}{_on(new, host)}"
+    return _plain(title, new, ops, intro, dialect, firewall, host)
+
+
+def _on(spec: m.Spec, host: str | None) -> str:
+    return f" on host {host!r}" if host is not None and spec.hosts else ""
+
+
+def host_line(spec: m.Spec, host: str | None) -> str:
+    """The header's `host:` line: the host and its underlay ("" without `hosts:`)."""
+    if host is None or not spec.hosts:
+        return ""
+    h = spec.host(host)
+    dev = f", dev {h.dev}" if h.dev is not None else ""
+    return f"{h.name} (underlay {h.address}{dev}, mtu {h.mtu}; one of {len(spec.hosts)} hosts)"
 
 
 def _plain(
-    title: str, spec: m.Spec, ops: list[o.Op], intro: list[str], dialect: str, firewall: str
+    title: str,
+    spec: m.Spec,
+    ops: list[o.Op],
+    intro: list[str],
+    dialect: str,
+    firewall: str,
+    host: str | None = None,
 ) -> str:
     """The one-command-per-line script (script.sh.j2), shared by setup, teardown, migration."""
     return (
@@ -89,6 +112,7 @@ def _plain(
             dialect=dialect,
             preamble=intro,
             groups=group(ops, dialect, firewall),
+            host=host_line(spec, host),
         )
     )
 
@@ -101,6 +125,7 @@ def render_batch(
     firewall: str = "iptables",
     teardown: bool = False,
     preamble: Iterable[str] = (),
+    host: str | None = None,
 ) -> str:
     """The script in batch style (see batch.py): `ip -batch` per host and per namespace.
 
@@ -114,15 +139,19 @@ def render_batch(
         "into one `ip -batch` for the host and one per namespace (run with nsenter).",
         *preamble,
     ]
+    on = f" --host {host}" if host is not None and spec.hosts else ""
     if teardown:
         intro.append("Removes only what carries this spec's mark (netgen:NAME); safe to re-run.")
     else:
-        intro.append("Undo with: netgen render SPEC --batch --teardown (or netgen destroy SPEC).")
+        intro.append(
+            f"Undo with: netgen render SPEC{on} --batch --teardown (or netgen destroy SPEC{on})."
+        )
     return (
         _env()
         .get_template("script-batch.sh.j2")
         .render(
-            title=f"netgen {kind} script for spec {spec.name!r}",
+            title=f"netgen {kind} script for spec {spec.name!r}{_on(spec, host)}",
+            host=host_line(spec, host),
             spec=spec,
             version=__version__,
             dialect=dialect,

@@ -57,3 +57,13 @@ def shellcheck(paths: Iterable[Path]) -> None:
         text=True,
     )
     assert done.returncode == 0, f"shellcheck found problems:\n{done.stdout}{done.stderr}"
+
+
+def single_host_specs(directory: Path) -> list[Path]:
+    """The specs of `directory` that build one host (no top-level `hosts:`): a multi-host
+    spec has one script per host, tested in tests/test_multihost_*.py."""
+    return [
+        p
+        for p in sorted(directory.glob("*.yaml"))
+        if not any(line.startswith("hosts:") for line in p.read_text().splitlines())
+    ]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scriptcheck import single_host_specs
 
 from netgen import lower, render, spec
 from netgen import model as m
@@ -25,7 +26,7 @@ from netgen import ops as o
 from netgen.sandbox import Sandbox
 from netgen.state import decode_op, encode_op
 
-SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
+SPECS = single_host_specs(Path(__file__).resolve().parent.parent / "specs")
 NETGEN = [sys.executable, "-m", "netgen"]
 
 kernel = pytest.mark.kernel

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scriptcheck import bash_n, shellcheck, write_scripts
+from scriptcheck import bash_n, shellcheck, single_host_specs, write_scripts
 from syrupy.assertion import SnapshotAssertion
 from test_kernel_scripts import prepare_host, start_container
 from test_properties import SETTINGS, dump, valid_specs
@@ -37,7 +37,7 @@ from netgen.dialects import Cmd
 from netgen.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml"))
+SPEC_FILES = single_host_specs(ROOT / "specs")
 STEMS = [p.stem for p in SPEC_FILES]
 DIALECTS = dialects.DIALECTS
 KINDS = ("setup", "teardown")

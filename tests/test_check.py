@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scriptcheck import single_host_specs
 from syrupy.assertion import SnapshotAssertion
 
 from netgen import check, cli, spec
@@ -26,7 +27,7 @@ from netgen.errors import SpecError
 from netgen.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml"))
+SPEC_FILES = single_host_specs(ROOT / "specs")
 NETGEN = [sys.executable, "-m", "netgen"]
 
 kernel = pytest.mark.kernel

@@ -15,12 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from scriptcheck import single_host_specs
 
 from netgen import __version__, cli, golden, spec
 from netgen.errors import NetgenError
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+SPECS = single_host_specs(ROOT / "specs")
 WALKTHROUGH = "specs/walkthrough.yaml"
 
 Run = Callable[..., tuple[int, str, str]]

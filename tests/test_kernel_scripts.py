@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from scriptcheck import single_host_specs
 from typer.testing import CliRunner
 
 from netgen import model as m
@@ -30,7 +31,7 @@ from netgen.ops import mark
 from netgen.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml"))
+SPEC_FILES = single_host_specs(ROOT / "specs")
 SPEC_IDS = [p.stem for p in SPEC_FILES]
 DEFAULT_MTU = 1500
 

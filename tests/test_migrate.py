@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scriptcheck import bash_n, shellcheck, write_scripts
+from scriptcheck import bash_n, shellcheck, single_host_specs, write_scripts
 from syrupy.assertion import SnapshotAssertion
 
 from netgen import cli, lower, migrate, ops, render, spec
@@ -25,7 +25,7 @@ from netgen.errors import UsageError
 from netgen.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml"))
+SPEC_FILES = single_host_specs(ROOT / "specs")
 NETGEN = [sys.executable, "-m", "netgen"]
 
 # (old, new) pairs, paths relative to the repo root: what the kernel tests migrate.

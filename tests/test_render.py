@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import scriptcheck
 import yaml
-from scriptcheck import bash_n, shellcheck, write_scripts
+from scriptcheck import bash_n, shellcheck, single_host_specs, write_scripts
 from syrupy.assertion import SnapshotAssertion
 from typer.testing import CliRunner
 
@@ -26,7 +26,7 @@ from netgen.cli import app
 from netgen.errors import DialectError
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml"))
+SPEC_FILES = single_host_specs(ROOT / "specs")
 STEMS = [p.stem for p in SPEC_FILES]
 DIALECTS = dialects.DIALECTS
 KINDS = ("setup", "teardown")

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scriptcheck import single_host_specs
 
 from netgen import cli, sandbox, trial
 from netgen.pytest_plugin import NetgenSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+SPECS = single_host_specs(ROOT / "specs")
 NETGEN = [sys.executable, "-m", "netgen"]
 
 kernel = pytest.mark.kernel
