@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from . import model as m
+from .lower import pick_host
 
 NETNS_DIR = "/var/run/netns"
 TIMEOUT = 1.0  # seconds a probe waits for an answer
@@ -92,18 +93,39 @@ IMPLIED = {
 # -- compiling: pure ------------------------------------------------------------------
 
 
-def compile(spec: m.Spec, *, implied: bool = True) -> list[Probe]:
+def compile(spec: m.Spec, *, implied: bool = True, host: str | None = None) -> list[Probe]:
     """The spec's implied checks (if `implied`), then its declared ones.
 
     An implied check that a declared one repeats is left out: the declared one
-    names its spec line.
+    names its spec line. With `hosts:`, those that start on `host` (see
+    lower.pick_host), the only ones this host can run.
     """
     declared = [_declared(spec, c) for c in spec.checks]
-    if not implied:
-        return declared
-    seen = {_key(p) for p in declared}
-    out = [p for p in _implied(spec) if _key(p) not in seen]
-    return out + declared
+    out = declared
+    if implied:
+        seen = {_key(p) for p in declared}
+        out = [p for p in _implied(spec) if _key(p) not in seen] + declared
+    if not spec.hosts:
+        return out
+    here = pick_host(spec, host)
+    return [_here(spec, p, here) for p in out if _start(spec, p) == here]
+
+
+def _start(spec: m.Spec, p: Probe) -> str | None:
+    """The host a probe starts on: its container's, or (from the host) its target's."""
+    name = p.src if p.src != "host" else p.dst.partition(":")[0]
+    return spec.container(name).host
+
+
+def _here(spec: m.Spec, p: Probe, here: str | None) -> Probe:
+    """A listener can only be started on this host: one elsewhere makes the probe a skip."""
+    if p.listener is None:
+        return p
+    there = spec.container(p.listener.container).host
+    if there == here:
+        return p
+    why = f"the listener would run in {p.listener.container}, on host {there}"
+    return replace(p, listener=None, skip=why)
 
 
 def _key(p: Probe) -> tuple[Any, ...]:
@@ -162,7 +184,7 @@ def _gateways(spec: m.Spec) -> Iterable[Probe]:
         if not c.owns_netns:
             continue
         for leg in c.interfaces:
-            bridge = spec.bridge(leg.bridge)
+            bridge = spec.bridge(leg.bridge).on(c.host)
             dst = f"{bridge.name} gateway"
             yield Probe(c.name, c.netns, dst, bridge.address, "ping", origin="gateway", loc=leg.loc)
             if leg.address6 is not None and bridge.address6 is not None:
@@ -264,7 +286,7 @@ def _published(spec: m.Spec) -> Iterable[Probe]:
     for c in spec.containers:
         if not c.interfaces:
             continue
-        bridge = spec.bridge(c.interfaces[0].bridge)
+        bridge = spec.bridge(c.interfaces[0].bridge).on(c.host)
         for p in c.ports:
             address = p.host_ip if p.host_ip is not None else bridge.address
             probe = Probe(

@@ -80,6 +80,15 @@ SpecArg = Annotated[
     Path, typer.Argument(metavar="SPEC", help="The spec file (YAML).", show_default=False)
 ]
 
+HostOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        metavar="NAME",
+        help="With hosts: in the spec, that host's part (required with 2 or more hosts).",
+    ),
+]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -101,13 +110,19 @@ def _root(
 def validate(spec_file: SpecArg) -> None:
     """Check the spec; print a one-line summary."""
     s = spec.load(spec_file)
-    built = lower.lower(s)
+    parts: list[str | None] = [h.name for h in s.hosts] or [None]
+    built = [op for part in parts for op in lower.lower(s, part)]
     netns = sum(1 for c in s.containers if c.owns_netns)
     veths = sum(1 for op in built if isinstance(op, ops.AddVeth))
+    hosts = vxlans = ""
+    if s.hosts:
+        names = ", ".join(h.name for h in s.hosts)
+        hosts = f"{_n(len(s.hosts), 'host')} ({names}), "
+        vxlans = f", {_n(sum(isinstance(op, ops.AddVxlan) for op in built), 'VXLAN device')}"
     typer.echo(
-        f"{s.file}: spec {s.name!r} is valid: {_n(len(s.bridges), 'bridge')}, "
+        f"{s.file}: spec {s.name!r} is valid: {hosts}{_n(len(s.bridges), 'bridge')}, "
         f"{_n(len(s.containers), 'container')} ({_n(netns, 'namespace')}), "
-        f"{_n(len(s.links), 'link')}, {_n(veths, 'veth pair')}, {_n(len(built), 'op')}"
+        f"{_n(len(s.links), 'link')}, {_n(veths, 'veth pair')}{vxlans}, {_n(len(built), 'op')}"
     )
 
 
@@ -157,11 +172,12 @@ def render_cmd(
         bool,
         typer.Option("--update", help="With --check: rewrite FILE (mode 0755) if it differs."),
     ] = False,
+    host: HostOpt = None,
 ) -> None:
     """Print the bash script that builds (or with --teardown, removes) the network."""
     _golden_usage(golden_file, update, output, from_spec)
     if from_spec is not None:
-        _render_migration(from_spec, spec_file, dialect, firewall, output, teardown, batch)
+        _render_migration(from_spec, spec_file, dialect, firewall, output, teardown, batch, host)
         return
     script = golden.script(
         spec.load(spec_file),
@@ -169,9 +185,11 @@ def render_cmd(
         firewall=firewall.value,
         teardown=teardown,
         batch=batch,
+        host=host,
     )
     if golden_file is not None:
-        flags = [f"--dialect={dialect.value}"] * (dialect != Dialect.iproute2)
+        flags = [f"--host={host}"] * (host is not None)
+        flags += [f"--dialect={dialect.value}"] * (dialect != Dialect.iproute2)
         flags += [f"--firewall={firewall.value}"] * (firewall != Firewall.iptables)
         flags += ["--teardown"] * teardown + ["--batch"] * batch
         _golden(golden_file, script, update, [str(spec_file), *flags])
@@ -223,6 +241,7 @@ def _render_migration(
     output: Path | None,
     teardown: bool,
     batch: bool,
+    host: str | None = None,
 ) -> None:
     for flag, given in (("--teardown", teardown), ("--batch", batch)):
         if given:
@@ -231,9 +250,14 @@ def _render_migration(
                 f"(to remove the network, render {new_file} --teardown)"
             )
     old, new = spec.load(old_file), spec.load(new_file)
-    result = migrate.migrate(old, new, firewall=firewall.value)
+    result = migrate.migrate(old, new, firewall=firewall.value, host=host)
     script = render.render_migration(
-        old, new, migrate.ops(result), dialect=dialect.value, firewall=firewall.value
+        old,
+        new,
+        migrate.ops(result),
+        dialect=dialect.value,
+        firewall=firewall.value,
+        host=lower.pick_host(new, host),
     )
     if not result.steps:
         print(f"netgen: nothing to do: {old.file} and {new.file} build the same", file=sys.stderr)
@@ -247,10 +271,11 @@ def _render_migration(
 def ops_cmd(
     spec_file: SpecArg,
     teardown: Annotated[bool, typer.Option("--teardown", help="The teardown ops.")] = False,
+    host: HostOpt = None,
 ) -> None:
     """Print the intermediate ops (the IR) as JSON, for tooling and tests."""
     s = spec.load(spec_file)
-    built = lower.lower(s)
+    built = lower.lower(s, host)
     todo = ops.teardown(built) if teardown else built
     json.dump([ops.to_json(op) for op in todo], sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -290,12 +315,13 @@ def apply_cmd(
         ),
     ] = False,
     use_subprocess: Subprocess = False,
+    host: HostOpt = None,
 ) -> None:
     """Build the network on this host (root): only what is missing; all or nothing."""
     if run_checks and dry_run:
         raise UsageError("--check needs a real apply: it probes the network; not with --dry-run")
     s = spec.load(spec_file)
-    built = lower.lower(s)
+    built = lower.lower(s, host)
     runner = execute.DryRunRunner(fast=not use_subprocess) if dry_run else None
     with _progress(f"apply {s.name}", not dry_run) as progress:
         done = execute.apply(
@@ -309,7 +335,7 @@ def apply_cmd(
         )
     _report(done, dry_run, f"spec {s.name!r} applied", f"spec {s.name!r} is already applied")
     if run_checks:
-        _check(s, implied=True, as_json=False, timeout=check.TIMEOUT)
+        _check(s, implied=True, as_json=False, timeout=check.TIMEOUT, host=host)
 
 
 @app.command("check")
@@ -328,16 +354,21 @@ def check_cmd(
         float,
         typer.Option(min=0.1, max=30, help="Seconds each probe waits for an answer."),
     ] = check.TIMEOUT,
+    host: HostOpt = None,
 ) -> None:
     """Probe the applied network (root): does each container reach what it should, and only
     that? Prints a table (from, to, what, expected, got, ok); exit 1 if a check fails."""
-    _check(spec.load(spec_file), implied=not no_implied, as_json=as_json, timeout=timeout)
+    s = spec.load(spec_file)
+    _check(s, implied=not no_implied, as_json=as_json, timeout=timeout, host=host)
 
 
-def _check(s: model.Spec, *, implied: bool, as_json: bool, timeout: float) -> None:
+def _check(
+    s: model.Spec, *, implied: bool, as_json: bool, timeout: float, host: str | None = None
+) -> None:
+    probes = check.compile(s, implied=implied, host=host)  # an unknown --host: exit 2 first
     if os.geteuid() != 0:
         raise HostError("netgen check must run as root: its probes enter network namespaces")
-    results = check.run(check.compile(s, implied=implied), timeout=timeout)
+    results = check.run(probes, timeout=timeout)
     if as_json:
         json.dump(check.to_json(s, results), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -355,6 +386,7 @@ def destroy_cmd(
     dry_run: DryRun = False,
     firewall: FirewallOpt = Firewall.iptables,
     use_subprocess: Subprocess = False,
+    host: HostOpt = None,
 ) -> None:
     """Remove what apply built for this spec, and nothing else.
 
@@ -362,7 +394,7 @@ def destroy_cmd(
     only matter for a host built without netgen's record (by the rendered script).
     """
     s = spec.load(spec_file)
-    built = lower.lower(s)
+    built = lower.lower(s, host)
     runner = execute.DryRunRunner(fast=not use_subprocess) if dry_run else None
     with _progress(f"destroy {s.name}", not dry_run) as progress:
         done = execute.destroy(
@@ -381,10 +413,11 @@ def plan_cmd(
     spec_file: SpecArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     firewall: FirewallOpt = Firewall.iptables,
+    host: HostOpt = None,
 ) -> None:
     """Show what apply would create (+), change (~) or remove (-) on this host."""
     s = spec.load(spec_file)
-    result = execute.preview(s, lower.lower(s), firewall=firewall.value)
+    result = execute.preview(s, lower.lower(s, host), firewall=firewall.value)
     lines = planner.lines(result)
     if as_json:
         out = {

@@ -44,9 +44,9 @@ def pick_host(spec: m.Spec, host: str | None) -> str | None:
     if host not in names:
         if not names:
             raise UsageError(
-                f"spec {spec.name!r} has no hosts: (it runs on the local host); leave out --host"
+                f"spec {spec.name!r} has no 'hosts:', it runs on the local host: leave out --host"
             )
-        close = difflib.get_close_matches(host, names, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(host, names, n=1, cutoff=0.5)  # h4 -> h1
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UsageError(
             f"spec {spec.name!r} has no host named {host!r}{hint} (hosts: {', '.join(names)})"

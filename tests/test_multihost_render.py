@@ -231,7 +231,7 @@ class TestHostChoice:
         )
 
     def test_a_spec_without_hosts_takes_none(self) -> None:
-        with pytest.raises(UsageError, match="has no hosts"):
+        with pytest.raises(UsageError, match="has no 'hosts:', it runs on the local host"):
             lower.lower(spec.load("specs/walkthrough.yaml"), "h1")
 
 
