@@ -1084,6 +1084,31 @@ def _drop_idle_nft_tables(text: str) -> str:
     return "\n".join(line for b in kept for line in b).strip()
 
 
+def _sort_nft_ruleset(text: str) -> str:
+    """`nft list ruleset` with its tables, and the chains and sets of each table, sorted.
+
+    nft lists them in creation order, which says nothing about how packets are filtered
+    (base chains run by hook and priority, the others by name). The same rules built
+    again where a table or a base chain survived (iptables-nft never removes them) come
+    out in another order; sorted, the two states compare equal.
+    """
+    tables = []
+    for block in _top_level_blocks(text.splitlines(), "table ", "}"):
+        if len(block) < 2 or not block[0].startswith("table ") or block[-1] != "}":
+            tables.append(block)
+            continue
+        items: list[list[str]] = []
+        for line in block[1:-1]:
+            if not line.strip():
+                continue
+            if not items or items[-1][-1] == "\t}":
+                items.append([])
+            items[-1].append(line)
+        body = [line for i, item in enumerate(sorted(items)) for line in [""] * (i > 0) + item]
+        tables.append([block[0], *body, block[-1]])
+    return "\n".join(line for table in sorted(tables) for line in table)
+
+
 def _idle_nft_table(block: list[str]) -> bool:
     """A table whose every chain is a bare base chain: its hook line and nothing else."""
     if not _NFT_IDLE_TABLE_RE.fullmatch(block[0]) or block[-1] != "}":
@@ -1214,7 +1239,7 @@ def _normalise_ns(ns: str | None, raw: dict[str | None, _Sections]) -> dict[str,
     if "nftables" in sections:
         rc, text = sections["nftables"]
         nft = _NFT_COUNTER_RE.sub("counter packets 0 bytes 0", _strip_comment_lines(text))
-        nft = _drop_idle_nft_tables(nft)
+        nft = _sort_nft_ruleset(_drop_idle_nft_tables(nft))
         result["nftables"] = nft if rc == 0 else None
     return result
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from netgen import pytest_plugin
+from netgen import sandbox as sandbox_module
 from netgen.sandbox import Sandbox, SandboxCommandError
 
 kernel = pytest.mark.kernel
@@ -396,3 +397,22 @@ def test_unavailable_fails_in_ci_and_skips_elsewhere(
     monkeypatch.setattr(pytest_plugin, "unavailable_reason", lambda: "no namespaces here")
     with pytest.raises(outcome, match="no namespaces here"):
         request.getfixturevalue("sandbox")
+
+
+def test_nft_tables_and_chains_compare_in_any_creation_order() -> None:
+    """nft lists in creation order; a rebuilt ruleset whose base chain survived is the
+    same ruleset, listed otherwise."""
+    base = "\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy accept;\n"
+    base += "\t\tjump X\n\t}"
+    own = "\tchain X {\n\t\taccept\n\t}"
+    nat = "table ip nat {\n\tchain Y {\n\t\tmasquerade\n\t}\n}"
+    first = f"table ip filter {{\n{base}\n\n{own}\n}}\n{nat}"
+    again = f"{nat}\ntable ip filter {{\n{own}\n\n{base}\n}}"
+    assert sandbox_module._sort_nft_ruleset(first) == sandbox_module._sort_nft_ruleset(again)
+    assert sandbox_module._sort_nft_ruleset(first).splitlines()[:2] == [
+        "table ip filter {",
+        "\tchain FORWARD {",
+    ]
+    # A different rule is still a different ruleset.
+    other = first.replace("\t\taccept", "\t\tdrop")
+    assert sandbox_module._sort_nft_ruleset(other) != sandbox_module._sort_nft_ruleset(first)
