@@ -24,6 +24,7 @@ from . import (
     __version__,
     check,
     execute,
+    export,
     golden,
     graph,
     lower,
@@ -624,6 +625,37 @@ def init_cmd(
     starter = (render.templates_dir() / "starter.yaml").read_text()
     _write_bytes(file, starter.encode(), 0o644, exclusive=not force)
     typer.echo(f"wrote {file}; next: netgen validate {file}", err=True)
+
+
+export_app = typer.Typer(
+    help="Export the spec for a deployment engine (the rendered scripts stay the artefact).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("ansible")
+def export_ansible_cmd(
+    spec_file: SpecArg,
+    output: Annotated[
+        Path,
+        typer.Option("-o", "--output", metavar="DIR", help="Write the files into DIR."),
+    ],
+    dialect: Annotated[
+        Dialect, typer.Option(help="iproute2 (modern ip) or brctl (the chapter's style).")
+    ] = Dialect.iproute2,
+    firewall: FirewallOpt = Firewall.iptables,
+) -> None:
+    """Write an Ansible inventory, site.yml and teardown.yml that deliver and run each
+    host's rendered script (idempotently: a second run changes nothing)."""
+    files = export.ansible(spec.load(spec_file), dialect=dialect.value, firewall=firewall.value)
+    export.write(files, output)
+    typer.echo(
+        f"wrote {_n(len(files), 'file')} to {output}; next: "
+        f"ansible-playbook -i {output / 'inventory.yml'} {output / 'site.yml'}",
+        err=True,
+    )
 
 
 def _write_stdout(data: bytes) -> None:
