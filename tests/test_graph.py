@@ -57,14 +57,22 @@ def dot_of(stem: str) -> str:
 def mermaid_nodes(text: str) -> dict[str, str]:
     """Node id -> label text (lines joined by newlines) of a Mermaid flowchart."""
     out = {}
-    for m in re.finditer(r'^  (\w+)[\[({/]+"(.*)"[\])}/]+$', text, re.M):
+    for m in re.finditer(r'^ {2,4}(\w+)[\[({/]+"(.*)"[\])}/]+$', text, re.M):
         out[m[1]] = m[2].replace("<br/>", "\n")
     return out
 
 
 def mermaid_edges(text: str) -> list[tuple[str, str, str, str]]:
     """(from id, arrow, label, to id) of every edge of a Mermaid flowchart."""
-    return re.findall(r'^  (\w+) ([-.>]+)\|"(.*)"\| (\w+)$', text, re.M)
+    return re.findall(r'^  (\w+) ([-.>=]+)\|"(.*)"\| (\w+)$', text, re.M)
+
+
+def mermaid_groups(text: str) -> dict[str, tuple[str, list[str]]]:
+    """Subgraph id -> (title, ids of the nodes declared in it) of a Mermaid flowchart."""
+    out = {}
+    for m in re.finditer(r'^  subgraph (\w+)\["(.*)"\]\n((?:    .*\n)*)  end$', text, re.M):
+        out[m[1]] = (m[2].replace("<br/>", "\n"), list(mermaid_nodes(m[3])))
+    return out
 
 
 class TestMermaid:
@@ -77,7 +85,8 @@ class TestMermaid:
         lines = mermaid_of(stem).splitlines()
         assert lines[:2] == [f"%% netgen graph of spec {stem}", "flowchart TB"]
         text = "\n".join(lines) + "\n"
-        assert len(mermaid_nodes(text)) + len(mermaid_edges(text)) == len(lines) - 2
+        groups = 2 * len(mermaid_groups(text))  # a subgraph line and its end
+        assert len(mermaid_nodes(text)) + len(mermaid_edges(text)) + groups == len(lines) - 2
 
     def test_walkthrough(self) -> None:
         text = mermaid_of("walkthrough")
@@ -137,6 +146,59 @@ class TestMermaid:
 
     def test_escaping(self) -> None:
         assert graph._mermaid_text('a"b<c>#d&e') == "a#quot;b#lt;c#gt;#35;d#amp;e"
+
+
+class TestHosts:
+    """A multi-host spec: one group per host, each with its part of the bridges."""
+
+    def test_one_group_per_host_in_hosts_order(self) -> None:
+        text = mermaid_of("multihost")
+        groups = mermaid_groups(text)
+        nodes = mermaid_nodes(text)
+        assert {gid: title for gid, (title, _) in groups.items()} == {
+            "g0": "h1\n192.0.2.11",
+            "g1": "h2\n192.0.2.12",
+            "g2": "h3\n192.0.2.13",
+        }
+        names = {gid: [nodes[n].split("\n")[0] for n in ids] for gid, (_, ids) in groups.items()}
+        assert names == {"g0": ["br0", "a", "d"], "g1": ["host h2", "br0", "b"], "g2": ["br0", "c"]}
+        assert set(nodes) == {n for _, ids in groups.values() for n in ids}
+
+    def test_each_host_has_its_own_gateway_and_the_tunnels_join_them(self) -> None:
+        text = mermaid_of("multihost")
+        nodes = mermaid_nodes(text)
+        for part, gateway in (("b0_0", "10.10.0.1"), ("b0_1", "10.10.0.2"), ("b0_2", "10.10.0.3")):
+            assert f"gateway {gateway}" in nodes[part].split("\n")
+            assert nodes[part].endswith("vx100 vni 100")
+        tunnels = [e for e in mermaid_edges(text) if e[1] == "==="]
+        assert tunnels == [
+            ("b0_0", "===", "VXLAN 100 udp/4789", "b0_1"),
+            ("b0_0", "===", "VXLAN 100 udp/4789", "b0_2"),
+            ("b0_1", "===", "VXLAN 100 udp/4789", "b0_2"),
+        ]
+
+    def test_veths_links_and_ports_stay_on_their_host(self) -> None:
+        edges = mermaid_edges(mermaid_of("multihost"))
+        veths = {(a, b) for a, arrow, label, b in edges if "↔ eth0" in label}
+        assert veths == {("b0_0", "c0"), ("b0_1", "c1"), ("b0_2", "c2"), ("b0_0", "c3")}
+        assert (
+            "c0",
+            "---",
+            "eth1 10.20.0.1/32 ↔ eth1 10.20.0.2/32 (VXLAN 200)",
+            "c2",
+        ) in edges
+        assert ("hn1", "-->", "host:8080/tcp → b:80", "c1") in edges
+
+    def test_dot_clusters(self) -> None:
+        text = dot_of("multihost")
+        assert text.count('subgraph "cluster_') == 3
+        assert '    graph [label="h2\\n192.0.2.12", style=rounded, color=gray50];' in text
+        assert '    "hn1" [shape=box3d, label="host h2"];' in text
+
+    def test_single_host_specs_have_no_groups(self) -> None:
+        for stem in STEMS:
+            if stem != "multihost":
+                assert graph.build(spec.load(ROOT / "specs" / f"{stem}.yaml")).groups == ()
 
 
 class TestDot:
