@@ -50,7 +50,12 @@ class Controller:
     def play(self, directory: Path, name: str) -> dict[str, dict[str, int]]:
         """Run a playbook from the underlay; its PLAY RECAP, per host (fails the test if
         ansible-playbook fails)."""
-        res = self.fleet.run(
+        res = self.run(directory, name)
+        assert res.returncode == 0, f"{name} failed:\n{res.stdout}\n{res.stderr}"
+        return recap(res.stdout)
+
+    def run(self, directory: Path, name: str) -> subprocess.CompletedProcess[str]:
+        return self.fleet.run(
             None,
             [self.playbook, "-i", "inventory.yml", name],
             env=self.env,
@@ -58,11 +63,10 @@ class Controller:
             check=False,
             timeout=900,
         )
-        assert res.returncode == 0, f"{name} failed:\n{res.stdout}\n{res.stderr}"
-        return recap(res.stdout)
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:
+    """The PLAY RECAP's counts per host."""
     _, _, tail = output.rpartition("PLAY RECAP")
     return {
         host: {"ok": int(ok), "changed": int(ch), "unreachable": int(un), "failed": int(fa)}
@@ -192,4 +196,31 @@ def test_rollout_with_ansible(controller: Controller) -> None:
     assert fleet.states() == built
     for host in ("h1", "h2", "h3"):
         fleet.run(host, ["bash", str(out / "files" / host / "teardown.sh")])
+    assert fleet.states() == before
+
+
+def test_a_failed_setup_is_rolled_back_and_not_marked(controller: Controller) -> None:
+    """h3 already has a bridge br0 not netgen's: its setup fails, the rescue runs its teardown
+    (which removes only what carries the spec's mark), and no marker is written."""
+    fleet = controller.fleet
+    out = export(MULTIHOST, controller.tmp / "failing")
+    before = fleet.states()
+    fleet.run("h3", ["ip", "link", "add", "br0", "type", "bridge"])
+    try:
+        occupied = fleet.state("h3")
+        res = controller.run(out, "site.yml")
+        assert res.returncode != 0
+        assert "setup.sh failed and was rolled back" in res.stdout, res.stdout
+        counts = recap(res.stdout)
+        assert counts["h3"]["failed"] == 1
+        assert (counts["h1"]["failed"], counts["h2"]["failed"]) == (0, 0)
+        assert fleet.state("h3") == occupied
+        marker = fleet.run(
+            "h3", ["test", "-e", "/run/netgen/ansible/multihost/applied"], check=False
+        )
+        assert marker.returncode == 1
+    finally:
+        fleet.run("h3", ["ip", "link", "del", "br0"], check=False)
+    down = controller.play(out, "teardown.yml")
+    assert all(r["failed"] == 0 for r in down.values())
     assert fleet.states() == before
