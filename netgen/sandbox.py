@@ -11,6 +11,9 @@ mounts, which frees every namespace and device created inside.
 Without root, ``Sandbox.start(user=True)`` does the same inside a fresh *user* namespace
 (``unshare -r``: the caller is root there, and only there), for laptops where ``sudo`` is
 not wanted; :func:`mode` picks what this host allows.
+
+A :class:`Fleet` is several sandboxes playing separate machines (multi-host specs): one
+per simulated host, joined by an underlay bridge in one more sandbox.
 """
 
 from __future__ import annotations
@@ -955,8 +958,11 @@ class Fleet:
         PID file; ``host_key`` and ``authorized_keys`` are files the caller made (throw-away
         keys).  The privilege-separation directory sshd insists on is a private tmpfs in
         the host, so nothing of it is left on the real machine but an empty mount point.
-        Returns once sshd accepts connections; SandboxCommandError if it does not.
+        Returns once sshd accepts connections; SandboxCommandError if it does not,
+        SandboxUnavailable if sshd is not installed.
         """
+        if not os.access(SSHD, os.X_OK):
+            raise SandboxUnavailable(f"{SSHD} not found: install Debian's openssh-server")
         sb = self.host(host)
         address = self.address(host)
         base = os.fspath(directory)
