@@ -25,7 +25,7 @@ from typing import Any, Literal
 from . import firewall as fw
 from . import ops as o
 from .dialects import commands, scratch_names
-from .state import NETNS_DIR, Host, Link, Netns, Route
+from .state import NETNS_DIR, Host, Link, Netns, Route, Vxlan
 
 Key = tuple[Any, ...]
 Status = Literal["absent", "ours", "unmarked", "foreign"]
@@ -132,6 +132,8 @@ def creates(op: o.Op) -> list[Key]:
             return [("link", None, name)]
         case o.AddVeth():
             return [("link", op.netns, op.name), ("link", op.peer_netns, op.peer)]
+        case o.AddVxlan(name=name, netns=netns):
+            return [("link", netns, name)]
         case o.AttachUplink(dev=dev):
             return [("uplink", dev)]
         case o.MakeDir(path=path):
@@ -148,7 +150,7 @@ def creates(op: o.Op) -> list[Key]:
 def _parents(op: o.Op) -> list[Key]:
     """Objects whose removal takes this op's effect with it, nearest first."""
     match op:
-        case o.SetMaster(dev=dev):
+        case o.SetMaster(dev=dev) | o.AddFdb(dev=dev):
             return [("link", None, dev)]
         case o.LinkUp(dev="lo", netns=str(ns)):
             return [("netns", ns)]
@@ -347,6 +349,16 @@ class _Planner:
                 )
             case o.AddVeth():
                 return self.check_veth(op)
+            case o.AddVxlan(name=name, netns=ns):
+                link = host.link(ns, name)
+                if link is None:
+                    return "run"
+                if link.alias != self.mark:
+                    return self.refuse(op, f"link {_where(ns, name)} {self.whose(op)}")
+                return "ok" if link.kind == "vxlan" and _same_tunnel(op, link) else "replace"
+            case o.AddFdb(dev=dev, dst=dst):
+                link = host.links.get(dev)
+                return "ok" if link is not None and str(dst) in link.fdb else "run"
             case o.SetMaster(dev=dev, bridge=bridge) | o.AttachUplink(dev=dev, bridge=bridge):
                 problem = self.bridge_problem(bridge)
                 if problem is not None:
@@ -471,7 +483,7 @@ class _Planner:
                 if not ns.reachable and (name, ns.target) in self.recorded_targets:
                     return "ours"  # our adopted process is gone; the dangling name is ours
                 return "unmarked" if ns.mark is None else "foreign"
-            case o.AddBridge(name=name) | o.AddVeth(name=name):
+            case o.AddBridge(name=name) | o.AddVeth(name=name) | o.AddVxlan(name=name):
                 link = host.link(getattr(op, "netns", None), name)
                 if link is None:
                     return "absent"
@@ -513,7 +525,7 @@ class _Planner:
             if not ns.reachable:
                 return f"is a {NETNS_DIR} entry netgen did not make (it cannot be entered)"
             return _owned_by(ns.mark, "its lo has")
-        if isinstance(op, (o.AddBridge, o.AddVeth)):
+        if isinstance(op, (o.AddBridge, o.AddVeth, o.AddVxlan)):
             link = host.link(getattr(op, "netns", None), op.name)
             return self.whose_link(link) if link is not None else "does not exist"
         if isinstance(op, o.WriteFile):
@@ -542,6 +554,18 @@ class _Planner:
                     links = host.links_in(ns)
                     if links is not None:
                         links[new.name] = new
+            case o.AddVxlan(name=name, netns=ns):
+                links = host.links_in(ns)
+                if links is not None:
+                    links[name] = Link(name, "vxlan", self.mark, vxlan=_tunnel(op))
+            case o.AddFdb(dev=dev, dst=dst):
+                if dev in host.links:
+                    host.links[dev].fdb.add(str(dst))
+            case o.DelVxlan(name=name, netns=ns):
+                host.delete_link(ns, name)
+            case o.DelFdb(dev=dev, dst=dst):
+                if dev in host.links:
+                    host.links[dev].fdb.discard(str(dst))
             case o.SetMaster(dev=dev, bridge=bridge) | o.AttachUplink(dev=dev, bridge=bridge):
                 if dev in host.links:
                     host.links[dev].master = bridge
@@ -586,6 +610,25 @@ def _must_replace(key: Key, old: list[o.Op], new: list[o.Op] | None) -> bool:
     if key[0] in ("file", "dir"):
         return False  # rewritten in place
     return new[0] != old[0] or not set(old[1:]) <= set(new[1:])
+
+
+def _tunnel(op: o.AddVxlan) -> Vxlan:
+    dev = op.dev if op.netns is None else None
+    remote = str(op.remote) if op.remote is not None else None
+    return Vxlan(op.vni, str(op.local), remote, op.port, dev)
+
+
+def _same_tunnel(op: o.AddVxlan, link: Link) -> bool:
+    """The device is the tunnel `op` asks for (an underlay dev only when `op` names one)."""
+    want, have = _tunnel(op), link.vxlan
+    if have is None:
+        return False
+    return (want.vni, want.local, want.remote, want.port) == (
+        have.vni,
+        have.local,
+        have.remote,
+        have.port,
+    ) and (want.dev is None or want.dev == have.dev)
 
 
 def _inverse(op: o.Op) -> o.Op:
@@ -664,6 +707,13 @@ def describe(op: o.Op) -> str:
             return f"bridge {name}"
         case o.AddVeth():
             return f"veth {_where(op.netns, op.name)} <-> {_where(op.peer_netns, op.peer)}"
+        case o.AddVxlan(name=name, netns=ns, vni=vni, remote=remote):
+            to = f" to {remote}" if remote is not None else ""
+            return f"vxlan {_where(ns, name)} (VNI {vni}{to})"
+        case o.AddFdb(dev=dev, dst=dst) | o.DelFdb(dev=dev, dst=dst):
+            return f"flood entry {dst} on {dev}"
+        case o.DelVxlan(name=name, netns=ns):
+            return f"vxlan {_where(ns, name)}"
         case o.SetMaster(dev=dev, bridge=bridge):
             return f"port {dev} on bridge {bridge}"
         case o.AttachUplink(dev=dev, bridge=bridge):

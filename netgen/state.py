@@ -61,6 +61,19 @@ class Link:
     link_index: int | None = None  # the peer's ifindex, when the peer is in another namespace
     link_name: str | None = None  # the peer's name, when it is in the same namespace
     link_netnsid: int | None = None  # the peer's namespace, as an id of this namespace's
+    vxlan: Vxlan | None = None  # a VXLAN device's tunnel (kind "vxlan")
+    fdb: set[str] = field(default_factory=set)  # a host VXLAN device's all-zero fdb dsts
+
+
+@dataclass(frozen=True)
+class Vxlan:
+    """What `ip -d -j link` says of a VXLAN device: the tunnel it is."""
+
+    vni: int | None
+    local: str | None
+    remote: str | None
+    port: int | None
+    dev: str | None  # the underlay device (read for host devices only)
 
 
 @dataclass(frozen=True)
@@ -190,6 +203,7 @@ def read(
             entry.reachable = False
         host.netns[name] = entry
     _pair_veths(host)
+    _read_vxlans(host)
     for path in sorted(set(paths)):
         if os.path.isdir(path):
             host.files[path] = None
@@ -271,6 +285,49 @@ def _read_ns(netns: str | None) -> tuple[dict[str, Link], list[Route], dict[int,
             routes.append(Route(net6, r.get("gateway"), r.get("dev")))
     ids = {int(e["id"]): str(e["name"]) for e in _ip_json(netns, "netns", "list") if "id" in e}
     return links, routes, ids
+
+
+def _read_vxlans(host: Host) -> None:
+    """Tunnel and flood entries of the VXLAN devices found (by either reader): one `ip`
+    per namespace that has any, one `bridge fdb` per host device; none without any."""
+    spaces = [(None, host.links)] + [
+        (name, ns.links) for name, ns in host.netns.items() if ns.reachable
+    ]
+    for netns, links in spaces:
+        found = [link for link in links.values() if link.kind == "vxlan"]
+        if not found:
+            continue
+        for item in _ip_json(netns, "-d", "link", "show", "type", "vxlan"):
+            link = links.get(str(item.get("ifname")))
+            data = (item.get("linkinfo") or {}).get("info_data") or {}
+            if link is None:
+                continue
+            dev = data.get("link") if netns is None else None
+            link.vxlan = Vxlan(
+                data.get("id"),
+                data.get("local") or data.get("local6"),
+                data.get("remote") or data.get("remote6"),
+                data.get("port"),
+                dev if isinstance(dev, str) else None,
+            )
+        if netns is None:
+            for link in found:
+                link.fdb = {
+                    str(e["dst"])
+                    for e in _bridge_json("fdb", "show", "dev", link.name)
+                    if e.get("mac") == "00:00:00:00:00:00" and "dst" in e
+                }
+
+
+def _bridge_json(*args: str) -> Any:
+    argv = ["bridge", "-j", *args]
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise HostError(f"cannot run {argv[0]!r}: {exc.strerror}") from exc
+    if res.returncode != 0:
+        raise HostError(f"cannot read the host: {' '.join(argv)}: {res.stderr.strip()}")
+    return json.loads(res.stdout) if res.stdout.strip() else []
 
 
 def _pair_veths(host: Host) -> None:
