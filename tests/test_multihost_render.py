@@ -12,7 +12,7 @@ import pytest
 from scriptcheck import bash_n, shellcheck, write_scripts
 from syrupy.assertion import SnapshotAssertion
 
-from netgen import dialects, golden, lower, migrate, render, spec
+from netgen import check, dialects, golden, lower, migrate, render, spec
 from netgen import model as m
 from netgen import ops as o
 from netgen.errors import UsageError
@@ -256,3 +256,31 @@ class TestMigration:
         assert steps == [("+", o.AddFdb("vx5", IPv4Address("192.0.2.13"), "grow"))]
         h3 = [type(st.op).__name__ for st in migrate.migrate(old, new, host="h3").steps]
         assert "AddVxlan" in h3 and h3.count("AddFdb") == 2
+
+
+class TestChecksPerHost:
+    def test_only_the_probes_that_start_on_the_host(self) -> None:
+        probes = check.compile(example(), host="h2")
+        assert [(p.src, p.dst, str(p.address), p.origin) for p in probes] == [
+            ("b", "br0 gateway", "10.10.0.2", "gateway"),
+            ("host", "b:80 via host", "10.10.0.2", "published"),
+        ]
+
+    def test_a_listener_on_another_host_makes_a_skip(self) -> None:
+        s = load(
+            """
+            version: 1
+            name: icc
+            hosts: {h1: {address: 192.0.2.11}, h2: {address: 192.0.2.12}}
+            bridges: {br0: {subnet: 10.0.0.0/24, icc: false}}
+            containers:
+              web: {host: h1, link: [db]}
+              db: {host: h2, expose: [5432]}
+            """
+        )
+        (exposed,) = [p for p in check.compile(s, host="h1") if p.origin == "exposed"]
+        assert (exposed.listener, exposed.skip) == (
+            None,
+            "the listener would run in db, on host h2",
+        )
+        assert not [p for p in check.compile(s, host="h2") if p.origin == "exposed"]
