@@ -284,3 +284,9 @@ class TestChecksPerHost:
             "the listener would run in db, on host h2",
         )
         assert not [p for p in check.compile(s, host="h2") if p.origin == "exposed"]
+
+
+def test_the_docs_show_h2s_script_as_rendered() -> None:
+    doc = (ROOT / "docs" / "multihost.md").read_text()
+    assert f"```bash\n{script('h2')}```\n" in doc
+    assert f"```yaml\n{(ROOT / EXAMPLE).read_text()}```\n" in doc
