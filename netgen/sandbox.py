@@ -13,7 +13,9 @@ Without root, ``Sandbox.start(user=True)`` does the same inside a fresh *user* n
 not wanted; :func:`mode` picks what this host allows.
 
 A :class:`Fleet` is several sandboxes playing separate machines (multi-host specs): one
-per simulated host, joined by an underlay bridge in one more sandbox.
+per simulated host, joined by an underlay bridge in one more sandbox; either the fixed
+test fleet (h1.. at 192.0.2.1N) or, with :meth:`Fleet.start_hosts`, hosts at the
+addresses a spec gives them (:class:`FleetHost`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import ip_address
 from types import TracebackType
 from typing import IO, Any
 
@@ -39,6 +43,7 @@ __all__ = [
     "OUTSIDE_NETNS",
     "UNDERLAY_ADDRESS",
     "Fleet",
+    "FleetHost",
     "Sandbox",
     "SandboxCommandError",
     "SandboxUnavailable",
@@ -805,6 +810,16 @@ Subsystem sftp internal-sftp
 """
 
 
+@dataclass(frozen=True)
+class FleetHost:
+    """Where one simulated host of :meth:`Fleet.start_hosts` sits on the underlay."""
+
+    name: str
+    address: str  # IPv4 or IPv6; every host of a fleet has the same family
+    dev: str = "eth0"  # its underlay interface
+    mtu: int = 1500  # of that interface (and of its port on the underlay bridge)
+
+
 class Fleet:
     """Simulated hosts for multi-host tests: each one its own :class:`Sandbox`.
 
@@ -819,10 +834,17 @@ class Fleet:
     to a sibling's network namespace.
     """
 
-    def __init__(self, underlay: Sandbox, hosts: dict[str, Sandbox]) -> None:
-        """Use :meth:`start`; this only wraps sandboxes that are already wired."""
+    def __init__(
+        self,
+        underlay: Sandbox,
+        hosts: dict[str, Sandbox],
+        addresses: Mapping[str, str] | None = None,
+    ) -> None:
+        """Use :meth:`start` or :meth:`start_hosts`; this only wraps sandboxes that are
+        already wired. ``addresses``: each host's underlay address (default: hN's)."""
         self.underlay = underlay
         self.hosts = hosts
+        self.addresses = dict(addresses or {name: _host_address(name) for name in hosts})
         self._closed = False
 
     @classmethod
@@ -856,6 +878,48 @@ class Fleet:
                 sb.close()
             raise
         return cls(underlay, hosts)
+
+    @classmethod
+    def start_hosts(cls, hosts: Sequence[FleetHost]) -> Fleet:
+        """Hosts at the given underlay addresses (a multi-host spec's own), each with its
+        underlay interface named and sized as given.
+
+        The underlay is a bare switch here (no controller address, no ``outside`` netns:
+        those are 192.0.2.x, which the given hosts may use). Every host's address is a
+        host route (/32, /128) on its interface with a route to each peer on the link, so
+        any addresses of one family reach each other, whatever subnets they are from.
+        SandboxUnavailable if a sandbox cannot be made here; ValueError for hosts that
+        cannot share an underlay (mixed families, duplicates).
+        """
+        addresses = [ip_address(h.address) for h in hosts]
+        if not hosts or len({h.name for h in hosts}) != len(hosts):
+            raise ValueError("a fleet needs hosts with distinct names")
+        if len(set(addresses)) != len(addresses) or len({a.version for a in addresses}) != 1:
+            raise ValueError("a fleet's hosts need distinct addresses of one family")
+        started: list[Sandbox] = []
+        try:
+            underlay = Sandbox.start()
+            started.append(underlay)
+            underlay.sh(
+                f"ip link add {UNDERLAY_BRIDGE} type bridge\nip link set {UNDERLAY_BRIDGE} up\n"
+            )
+            sandboxes: dict[str, Sandbox] = {}
+            for index, h in enumerate(hosts):
+                sb = Sandbox.start()
+                started.append(sb)
+                sandboxes[h.name] = sb
+                port = f"ul-{index}"  # host names can be longer than an ifname allows
+                underlay.run(
+                    ["ip", "link", "add", port, "mtu", str(h.mtu), "type", "veth"]
+                    + ["peer", "name", h.dev, "mtu", str(h.mtu), "netns", str(sb.pid)]
+                )
+                underlay.run(["ip", "link", "set", port, "master", UNDERLAY_BRIDGE, "up"])
+                sb.sh(_wiring(h, [p.address for p in hosts if p is not h]))
+        except BaseException:
+            for sb in reversed(started):
+                sb.close()
+            raise
+        return cls(underlay, sandboxes, {h.name: h.address for h in hosts})
 
     @staticmethod
     def _wire(underlay: Sandbox, name: str, host: Sandbox, address: str) -> None:
@@ -895,9 +959,9 @@ class Fleet:
     # -- addressing ----------------------------------------------------------------
 
     def address(self, name: str) -> str:
-        """The underlay address of host ``name`` (h1 -> 192.0.2.11)."""
+        """The underlay address of host ``name`` (h1 -> 192.0.2.11 in the test fleet)."""
         self.host(name)
-        return _host_address(name)
+        return self.addresses[name]
 
     def host(self, name: str) -> Sandbox:
         """The sandbox of host ``name``; KeyError naming the hosts if there is none."""
@@ -992,6 +1056,20 @@ class Fleet:
                 raise SandboxCommandError(proc.returncode or 1, proc.args, "", err)
             time.sleep(0.1)
         return proc
+
+
+def _wiring(host: FleetHost, peers: Sequence[str]) -> str:
+    """The script that puts ``host`` on the underlay: its address, up, a route per peer."""
+    dev = shlex.quote(host.dev)
+    v6 = ip_address(host.address).version == 6
+    ip, prefix, nodad = ("ip -6", 128, " nodad") if v6 else ("ip", 32, "")
+    lines = [
+        "set -eu",
+        f"{ip} addr add {host.address}/{prefix} dev {dev}{nodad}",
+        f"ip link set dev {dev} up",
+        *(f"{ip} route add {peer}/{prefix} dev {dev}" for peer in peers),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _host_address(name: str) -> str:
