@@ -20,7 +20,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -28,8 +28,20 @@ from typing import IO, Any
 
 from . import check, lower, render, spec
 from . import model as m
-from .errors import HostError, UsageError
+from .errors import UsageError
 from .sandbox import Sandbox, mode
+from .trialreport import Report, TrialError, results_from_json
+
+__all__ = [
+    "Report",
+    "StandIn",
+    "Trial",
+    "TrialError",
+    "results_from_json",
+    "services",
+    "stand_ins",
+    "start_sandbox",
+]
 
 NETGEN = [sys.executable, "-m", "netgen"]
 #: The sandbox's end of the link to the `outside` stand-in (link-local: it routes nowhere).
@@ -41,10 +53,6 @@ TIMEOUT = 300
 Log = Callable[[str], None]
 
 
-class TrialError(HostError):
-    """A trial could not build, check or remove the network (exit 1)."""
-
-
 @dataclass(frozen=True)
 class StandIn:
     """Something a spec expects on the host, played inside the sandbox."""
@@ -53,10 +61,13 @@ class StandIn:
     script: str  # bash, every value quoted
 
 
-def stand_ins(s: m.Spec) -> list[StandIn]:
+def stand_ins(s: m.Spec, host: str | None = None) -> list[StandIn]:
     """What a real host would have and a fresh sandbox has not: external bridges (with
     their gateway address, up, as Docker's docker0 is), uplink NICs (a veth end, up), and
-    the `outside` host of `to: outside` checks (a namespace routed by the sandbox)."""
+    the `outside` host of `to: outside` checks (a namespace routed by the sandbox).
+
+    With `host` (a spec with hosts): what that host would have; the bridges it builds
+    part of, and the outside, which every host reaches on its own."""
     taken = _names(s)
 
     def fresh(base: str) -> str:
@@ -69,6 +80,9 @@ def stand_ins(s: m.Spec) -> list[StandIn]:
 
     out: list[StandIn] = []
     for b in s.bridges:
+        if host is not None and host not in b.hosts:
+            continue
+        b = b.on(host)
         q = shlex.quote(b.name)
         if b.external:
             out.append(
@@ -116,6 +130,7 @@ def stand_ins(s: m.Spec) -> list[StandIn]:
 def _names(s: m.Spec) -> set[str]:
     """Every interface and namespace name the spec uses, so stand-ins avoid them."""
     names = {b.name for b in s.bridges} | {u for b in s.bridges for u in b.uplinks}
+    names |= {h.dev for h in s.hosts if h.dev is not None}
     for c in s.containers:
         names |= {leg.host_ifname for leg in c.interfaces}
         if c.netns is not None:
@@ -190,66 +205,6 @@ for word in sys.argv[1:]:
 print("ready", flush=True)
 threading.Event().wait()
 """
-
-
-@dataclass(frozen=True)
-class Report:
-    """The spec's checks, run in the sandbox: what `netgen check` would print there."""
-
-    spec: m.Spec
-    results: tuple[check.Result, ...]
-
-    @property
-    def ok(self) -> bool:
-        """No check failed (skipped ones do not count against it)."""
-        return not check.failed(self.results)
-
-    @property
-    def failures(self) -> list[check.Result]:
-        return [r for r in self.results if r.ok is False]
-
-    @property
-    def table(self) -> str:
-        return check.table(self.results)
-
-    @property
-    def summary(self) -> str:
-        return check.summary(self.results)
-
-    def to_json(self) -> dict[str, Any]:
-        return check.to_json(self.spec, self.results)
-
-    def __iter__(self) -> Iterator[check.Result]:
-        return iter(self.results)
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def __repr__(self) -> str:
-        """Short: pytest prints it under a failed `assert report.ok`."""
-        return f"<Report of spec {self.spec.name!r}: {self.summary}>"
-
-
-def results_from_json(s: m.Spec, data: dict[str, Any], *, implied: bool) -> Report:
-    """`netgen check --json` output, back as Results of this spec's own probes.
-
-    The probes are compiled here (it is pure) and matched row by row, so the table is
-    printed by check.table exactly as `netgen check` prints it.
-    """
-    probes = check.compile(s, implied=implied)
-    rows = data.get("checks")
-    if not isinstance(rows, list) or len(rows) != len(probes):
-        raise TrialError("netgen check in the sandbox reported other checks than the spec has")
-    results = []
-    for probe, row in zip(probes, rows, strict=True):
-        if (row.get("from"), row.get("address"), row.get("what")) != (
-            probe.src,
-            str(probe.address),
-            probe.what,
-        ):
-            raise TrialError(f"netgen check in the sandbox reported an unexpected check: {row}")
-        results.append(check.Result(probe, str(row.get("got")), row.get("ok")))
-    return Report(s, tuple(results))
 
 
 def start_sandbox(log: Log | None = None) -> Sandbox:
@@ -357,7 +312,7 @@ class Trial:
             "apply", "--dialect", self.dialect, "--firewall", self.firewall, str(self.path)
         )
         if res.returncode != 0:
-            raise TrialError(f"netgen apply failed in the sandbox: {_said(res)}")
+            raise TrialError(f"netgen apply failed in the sandbox: {said(res)}")
         self._applied = True
         self._relay(res)
 
@@ -366,7 +321,7 @@ class Trial:
         args = ["check", "--json", "--timeout", str(timeout), str(self.path)]
         res = self.netgen(*args, *([] if implied else ["--no-implied"]))
         if res.returncode not in (0, 1):
-            raise TrialError(f"netgen check failed in the sandbox: {_said(res)}")
+            raise TrialError(f"netgen check failed in the sandbox: {said(res)}")
         try:
             data = json.loads(res.stdout)
         except ValueError as exc:
@@ -381,7 +336,7 @@ class Trial:
         self._applied = False
         res = self.netgen("destroy", "--firewall", self.firewall, str(self.path))
         if res.returncode != 0:
-            raise TrialError(f"netgen destroy failed in the sandbox: {_said(res)}")
+            raise TrialError(f"netgen destroy failed in the sandbox: {said(res)}")
         self._relay(res)
         if not self.verify_destroy:
             return
@@ -389,7 +344,7 @@ class Trial:
         if self._before is not None and after != self._before:
             raise TrialError(
                 "netgen destroy did not leave the sandbox as apply found it:\n"
-                + _state_diff(self._before, after)
+                + state_diff(self._before, after)
             )
         self._say("destroy left the sandbox as apply found it")
 
@@ -415,31 +370,12 @@ class Trial:
 
     def netns(self, name: str | None) -> str | None:
         """The namespace a container (or a netns of the spec) lives in; None: the host."""
-        if name is None or (name == "host" and name not in self._containers()):
-            return None
-        if name in self._containers():
-            return self.spec.container(name).netns
-        if name in {c.netns for c in self.spec.containers}:
-            return name
-        raise ValueError(f"spec {self.spec.name!r} has no container or netns named {name!r}")
+        return netns_of(self.spec, name)
 
     def address(self, target: str, src: str | None = None) -> str:
         """`target` as an address: a container's (the one `src` would use, as checks
         pick it), `outside`, or an address as written."""
-        if target in self._containers():
-            via = src if src is not None and src in self._containers() else target
-            return str(check.address_of(self.spec, target, via))
-        if target == "outside" and self.spec.outside is not None:
-            return str(self.spec.outside)
-        try:
-            return str(ipaddress.ip_address(target))
-        except ValueError:
-            raise ValueError(
-                f"{target!r} is no container of spec {self.spec.name!r}, nor an address"
-            ) from None
-
-    def _containers(self) -> set[str]:
-        return {c.name for c in self.spec.containers}
+        return address_of(self.spec, target, src)
 
     def run(
         self, ns: str | None, argv: Sequence[str], *, check: bool = True, timeout: float = 60
@@ -477,18 +413,14 @@ class Trial:
         """Listen, in each container, on the ports of :func:`services`, so port checks
         prove the network (firewall, DNAT, links) rather than find nothing listening.
         Returns what it started, for people: "web: tcp/80, udp/5353"."""
-        started = []
-        for netns, ports in services(self.spec).items():  # all at once: each starts Python
-            words = [f"{proto}/{port}" for proto, port in ports]
-            proc = self.sandbox.spawn([sys.executable, "-I", "-c", _SERVER, *words], netns=netns)
-            started.append((f"{netns}: {', '.join(words)}", proc))
-        for what, proc in started:
-            assert proc.stdout is not None and proc.stderr is not None
-            if proc.stdout.readline() != "ready\n":
-                proc.wait(timeout=30)
-                why = proc.stderr.read().strip().splitlines()
-                raise TrialError(f"cannot listen ({what}): {why[-1] if why else '?'}")
-        return [what for what, _ in started]
+        return serve_in(self.sandbox, services(self.spec))
+
+    def sandbox_json(self) -> dict[str, Any]:
+        """What `netgen try --json` adds to the checks: how the host was played."""
+        return {
+            "sandbox": "user" if self.sandbox.user else "root",
+            "stand_ins": [s.what for s in self.stand_ins],
+        }
 
     # -- interactive -------------------------------------------------------------------
 
@@ -499,23 +431,79 @@ class Trial:
         return f"{sudo}nsenter -t {self.sandbox.pid}{user} -n -m"
 
     def shell(self, stdin: IO[Any] | None = None) -> int:
-        """An interactive bash inside the sandbox; returns its exit code.
-
-        Ctrl-C belongs to the shell meanwhile: our handler does nothing, and handlers are
-        reset by exec, so the shell and what it runs get it as usual.
-        """
-        prompt = f"(netgen sandbox: {self.spec.name}) \\w \\$ "
-        env = {**os.environ, "PS1": prompt, "NETGEN_SANDBOX": self.spec.name}
-        interactive = ["-i"] if (stdin or sys.stdin).isatty() else []  # else: no job control
-        argv = self.sandbox.command(["bash", "--norc", "--noprofile", *interactive])
-        previous = signal.signal(signal.SIGINT, _ignore)
-        try:
-            return subprocess.run(argv, env=env, stdin=stdin, check=False).returncode
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        """An interactive bash inside the sandbox; returns its exit code (see shell_in)."""
+        return shell_in(self.sandbox, self.spec.name, {"NETGEN_SANDBOX": self.spec.name}, stdin)
 
 
-def _said(res: subprocess.CompletedProcess[str]) -> str:
+# -- shared with the multi-host trial (fleettrial.py) -----------------------------------
+
+
+def netns_of(s: m.Spec, name: str | None) -> str | None:
+    """The namespace a container (or a netns of the spec) lives in; None: the host."""
+    containers = {c.name for c in s.containers}
+    if name is None or (name == "host" and name not in containers):
+        return None
+    if name in containers:
+        return s.container(name).netns
+    if name in {c.netns for c in s.containers}:
+        return name
+    raise ValueError(f"spec {s.name!r} has no container or netns named {name!r}")
+
+
+def address_of(s: m.Spec, target: str, src: str | None = None) -> str:
+    """`target` as an address: a container's (the one `src` would use, as checks pick
+    it), `outside`, or an address as written."""
+    containers = {c.name for c in s.containers}
+    if target in containers:
+        via = src if src is not None and src in containers else target
+        return str(check.address_of(s, target, via))
+    if target == "outside" and s.outside is not None:
+        return str(s.outside)
+    try:
+        return str(ipaddress.ip_address(target))
+    except ValueError:
+        raise ValueError(f"{target!r} is no container of spec {s.name!r}, nor an address") from None
+
+
+def serve_in(
+    sandbox: Sandbox, wanted: Mapping[str, Sequence[tuple[m.Proto, int]]], where: str = ""
+) -> list[str]:
+    """Listen in each netns of `wanted` on its ports (see :func:`services`); returns what
+    it started, for people: "web: tcp/80, udp/5353" (`where` follows the netns)."""
+    started = []
+    for netns, ports in wanted.items():  # all at once: each starts Python
+        words = [f"{proto}/{port}" for proto, port in ports]
+        proc = sandbox.spawn([sys.executable, "-I", "-c", _SERVER, *words], netns=netns)
+        started.append((f"{netns}{where}: {', '.join(words)}", proc))
+    for what, proc in started:
+        assert proc.stdout is not None and proc.stderr is not None
+        if proc.stdout.readline() != "ready\n":
+            proc.wait(timeout=30)
+            why = proc.stderr.read().strip().splitlines()
+            raise TrialError(f"cannot listen ({what}): {why[-1] if why else '?'}")
+    return [what for what, _ in started]
+
+
+def shell_in(
+    sandbox: Sandbox, label: str, env: Mapping[str, str], stdin: IO[Any] | None = None
+) -> int:
+    """An interactive bash inside `sandbox`, its prompt naming `label`; its exit code.
+
+    Ctrl-C belongs to the shell meanwhile: our handler does nothing, and handlers are
+    reset by exec, so the shell and what it runs get it as usual.
+    """
+    prompt = f"(netgen sandbox: {label}) \\w \\$ "
+    full = {**os.environ, "PS1": prompt, **env}
+    interactive = ["-i"] if (stdin or sys.stdin).isatty() else []  # else: no job control
+    argv = sandbox.command(["bash", "--norc", "--noprofile", *interactive])
+    previous = signal.signal(signal.SIGINT, _ignore)
+    try:
+        return subprocess.run(argv, env=full, stdin=stdin, check=False).returncode
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def said(res: subprocess.CompletedProcess[str]) -> str:
     """What a netgen run inside said on stderr, without its own "netgen: error: "."""
     text = res.stderr.strip() or f"exit code {res.returncode}"
     return re.sub(r"^netgen: (error: )?", "", text, flags=re.M)
@@ -525,7 +513,7 @@ def _ignore(signum: int, frame: object) -> None:
     """A SIGINT handler that does nothing (unlike SIG_IGN, exec resets it)."""
 
 
-def _state_diff(before: dict[str, Any], after: dict[str, Any], limit: int = 60) -> str:
+def state_diff(before: dict[str, Any], after: dict[str, Any], limit: int = 60) -> str:
     lines = list(
         difflib.unified_diff(
             json.dumps(before, indent=1, sort_keys=True).splitlines(),
