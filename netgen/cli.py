@@ -12,7 +12,7 @@ import os
 import shlex
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -37,6 +37,7 @@ from . import (
 )
 from . import plan as planner
 from .errors import HostError, NetgenError, SpecError, UsageError
+from .fleettrial import FleetTrial
 from .sandbox import SandboxUnavailable
 from .trial import Trial
 
@@ -493,6 +494,8 @@ def try_cmd(
     The sandbox is a private network + mount namespace (as root, or in an unprivileged
     user namespace): this host's interfaces, namespaces and firewall are never touched.
     Uplinks, external bridges and the checks' outside host are played by stand-ins.
+    A spec with 2+ hosts gets one sandbox per host (root only), on an underlay at the
+    hosts' own addresses; apply, check and destroy run in each with --host.
     Exit 0 if every check passed, 1 if one failed (or apply or destroy did), 2 if the
     spec is wrong.
     """
@@ -504,8 +507,9 @@ def try_cmd(
     def log(text: str) -> None:
         print(f"netgen: {text}", file=sys.stderr, flush=True)
 
+    kind = FleetTrial if len(spec.load(spec_file).hosts) >= 2 else Trial
     try:
-        trial = Trial.start(spec_file, dialect=dialect.value, firewall=firewall.value, log=log)
+        trial = kind.start(spec_file, dialect=dialect.value, firewall=firewall.value, log=log)
     except SandboxUnavailable as exc:
         raise HostError(f"netgen try cannot make its sandbox here: {exc}") from exc
     with trial:
@@ -513,16 +517,15 @@ def try_cmd(
             log(f"listening in {started}")
         report = trial.check(timeout=timeout)
         if as_json:
-            data = report.to_json()
-            data["sandbox"] = "user" if trial.sandbox.user else "root"
-            data["stand_ins"] = [s.what for s in trial.stand_ins]
-            json.dump(data, sys.stdout, indent=2)
+            json.dump({**report.to_json(), **trial.sandbox_json()}, sys.stdout, indent=2)
             sys.stdout.write("\n")
         else:
             sys.stdout.write(report.table)
         sys.stdout.flush()
         log(f"spec {trial.spec.name!r}: {report.summary}")
-        if shell:
+        if isinstance(trial, FleetTrial):
+            _try_hosts(trial, shell=shell, keep=keep, log=log)
+        elif shell:
             some = next((c.netns for c in trial.spec.containers if c.netns), "NETNS")
             log(f"this is a shell in the netgen sandbox of spec {trial.spec.name!r}: its own")
             log("network, /run/netns and /etc/netns; this host's are out of reach. Try:")
@@ -539,6 +542,32 @@ def try_cmd(
     log("sandbox closed; nothing of this host was changed")
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _try_hosts(trial: FleetTrial, *, shell: bool, keep: bool, log: Callable[[str], None]) -> None:
+    """`netgen try --shell/--keep` of a multi-host spec: one sandbox per host to enter."""
+    first, others = trial.hosts[0], trial.hosts[1:]
+    enter = trial.enter_commands()
+    if shell:
+        some = next(
+            (c.netns for c in trial.spec.containers if c.host == first and c.netns), "NETNS"
+        )
+        log(f"this is a shell on host {first} of the netgen sandboxes of spec {trial.spec.name!r}:")
+        log("its own network, /run/netns and /etc/netns; this host's are out of reach. Try:")
+        log(f"  ip netns exec {some} ip addr")
+        for host in others:
+            log(f"  {enter[host]}    # enters host {host} from here")
+        log("exit (or Ctrl-D) tears it all down.")
+        trial.shell()
+    elif keep:
+        log("the sandboxes stay up; enter a host with:")
+        for host in trial.hosts:
+            log(f"  {host}: {enter[host]}")
+        log("press Enter (or Ctrl-C) here to tear them down")
+        try:
+            sys.stdin.readline()
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
 
 
 @contextmanager

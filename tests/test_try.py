@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from scriptcheck import single_host_specs
 
-from netgen import cli, sandbox, trial
-from netgen.pytest_plugin import NetgenSandbox
+from netgen import cli, fleettrial, sandbox, trial
+from netgen.pytest_plugin import NetgenSandbox, sandbox_unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = single_host_specs(ROOT / "specs")
@@ -57,6 +57,56 @@ containers:
   web:
     routes:
       - {to: 10.9.0.0/16, via: 192.0.2.1}   # not on any link: the kernel refuses it
+"""
+
+BROKEN_FLEET = """\
+version: 1
+name: broken-fleet
+hosts:
+  h1: {address: 192.0.2.11}
+  h2: {address: 192.0.2.12}
+bridges:
+  br0: {subnet: 10.97.0.0/24}
+containers:
+  a: {host: h1, network: br0}
+  b: {host: h2, network: br0}
+checks:
+  - {from: a, to: b}                    # across the overlay: holds
+  - {from: b, to: a, expect: blocked}   # cannot hold: br0 joins them
+"""
+
+REFUSED_FLEET = """\
+version: 1
+name: refused-fleet
+hosts:
+  h1: {address: 192.0.2.11}
+  h2: {address: 192.0.2.12}
+bridges:
+  br0: {subnet: 10.96.0.0/24}
+containers:
+  a: {host: h1, network: br0}
+  b:
+    host: h2
+    network: br0
+    routes:
+      - {to: 10.9.0.0/16, via: 192.0.2.1}   # not on any link of b: the kernel refuses it
+"""
+
+# An IPv6 underlay in two subnets, an underlay NIC of its own name, a jumbo MTU on one
+# host: the simulated hosts are what the spec says.
+SIX = """\
+version: 1
+name: six
+hosts:
+  left: {address: "2001:db8:1::11", dev: ens3, mtu: 9000}
+  right: {address: "2001:db8:2::12"}
+bridges:
+  br0: {subnet: 10.95.0.0/24, vni: 300}
+containers:
+  x: {host: left, network: br0}
+  y: {host: right, network: br0}
+checks:
+  - {from: x, to: y}
 """
 
 LISTEN = (
@@ -155,6 +205,17 @@ def tried(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     runs["broken --json"] = [runs["broken"][0], "--json"]
     runs["outside"] = [write(tmp / "out.yaml", outside)]
     runs["refused"] = [write(tmp / "refused.yaml", REFUSED)]
+    runs["multihost"] = ["specs/multihost.yaml", "--serve"]
+    runs["multihost nftables+brctl"] = [
+        "specs/multihost.yaml",
+        "--firewall",
+        "nftables",
+        "--dialect",
+        "brctl",
+    ]
+    runs["broken-fleet"] = [write(tmp / "broken-fleet.yaml", BROKEN_FLEET)]
+    runs["broken-fleet --json"] = [runs["broken-fleet"][0], "--json"]
+    runs["refused-fleet"] = [write(tmp / "refused-fleet.yaml", REFUSED_FLEET)]
     before = host_state()
     with ThreadPoolExecutor(max_workers=4) as pool:
         done = dict(zip(runs, pool.map(lambda a: netgen_try(*a), runs.values()), strict=True))
@@ -373,6 +434,182 @@ def test_user_namespace_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     assert logged[-1] == "destroy left the sandbox as apply found it"
 
 
+# -- netgen try of a multi-host spec: one sandbox per host ------------------------------
+
+
+@kernel
+def test_multihost_passes_grouped_by_host(tried: dict[str, Any]) -> None:
+    res, _ = tried["multihost"]
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = rows(res.stdout)
+    heads = [line for line in out if line.startswith("== host ")]
+    assert heads == [
+        "== host h1 (192.0.2.11): 3 checks: 3 passed, 0 failed",
+        "== host h2 (192.0.2.12): 2 checks: 2 passed, 0 failed",  # --serve: b listens on 80
+        "== host h3 (192.0.2.13): 2 checks: 2 passed, 0 failed",
+    ]
+    assert out[out.index(heads[1]) + 1 :][:3] == [
+        "FROM TO WHAT EXPECT GOT OK WHY",
+        "b br0 gateway (10.10.0.2) ping open reply ok implied: a container reaches its bridge",
+        "host b:80 via host (10.10.0.2) tcp/8080 open open ok implied: published port",
+    ]
+    # the point-to-point link between h1 and h3 is a VXLAN pair over the underlay
+    assert "a c (10.20.0.2) ping open reply ok implied: link peers reach each other" in out
+    assert "c a (10.20.0.1) ping open reply ok implied: link peers reach each other" in out
+    err = res.stderr.splitlines()
+    assert err[0] == (
+        "netgen: sandbox: 3 hosts (h1 192.0.2.11, h2 192.0.2.12, h3 192.0.2.13), each a "
+        "private network + mount namespace (as root), on one underlay switch"
+    )
+    assert [line.split(" applied")[0] for line in err if " applied (" in line] == [
+        f"netgen: {h}: spec 'multihost'" for h in ("h1", "h2", "h3")
+    ]
+    assert "netgen: listening in b (host h2): tcp/80" in err
+    assert "netgen: spec 'multihost': 7 checks: 7 passed, 0 failed" in err
+    assert err[-2:] == [
+        "netgen: destroy left each host (h1, h2, h3) as apply found it",
+        "netgen: sandbox closed; nothing of this host was changed",
+    ]
+
+
+@kernel
+def test_multihost_nftables_and_brctl(tried: dict[str, Any]) -> None:
+    res, _ = tried["multihost nftables+brctl"]
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "netgen: spec 'multihost': 7 checks: 6 passed, 0 failed, 1 skipped" in res.stderr
+
+
+@kernel
+def test_a_broken_multihost_spec_fails_with_a_readable_table(tried: dict[str, Any]) -> None:
+    res, spec = tried["broken-fleet"]
+    assert res.returncode == 1, res.stderr
+    assert rows(res.stdout) == [
+        "== host h1 (192.0.2.11): 2 checks: 2 passed, 0 failed",
+        "FROM TO WHAT EXPECT GOT OK WHY",
+        "a br0 gateway (10.97.0.1) ping open reply ok implied: a container reaches its bridge",
+        f"a b (10.97.0.4) ping open reply ok {spec}:12 checks[0]",
+        "",
+        "== host h2 (192.0.2.12): 2 checks: 1 passed, 1 failed",
+        "FROM TO WHAT EXPECT GOT OK WHY",
+        "b br0 gateway (10.97.0.2) ping open reply ok implied: a container reaches its bridge",
+        f"b a (10.97.0.3) ping blocked reply FAIL {spec}:13 checks[1]",
+    ]
+    assert "netgen: spec 'broken-fleet': 4 checks: 3 passed, 1 failed" in res.stderr
+    assert "netgen: destroy left each host (h1, h2) as apply found it" in res.stderr
+
+
+@kernel
+def test_multihost_json(tried: dict[str, Any]) -> None:
+    res, _ = tried["broken-fleet --json"]
+    assert res.returncode == 1, res.stderr
+    data = json.loads(res.stdout)
+    assert (data["spec"], data["ok"], data["sandbox"]) == ("broken-fleet", False, "root")
+    assert data["hosts"] == {
+        "h1": {"address": "192.0.2.11", "ok": True, "summary": "2 checks: 2 passed, 0 failed"},
+        "h2": {"address": "192.0.2.12", "ok": False, "summary": "2 checks: 1 passed, 1 failed"},
+    }
+    assert data["stand_ins"] == {"h1": [], "h2": []}
+    assert [(c["host"], c["from"], c["to"], c["status"]) for c in data["checks"]] == [
+        ("h1", "a", "br0 gateway", "ok"),
+        ("h1", "a", "b", "ok"),
+        ("h2", "b", "br0 gateway", "ok"),
+        ("h2", "b", "a", "FAIL"),
+    ]
+
+
+@kernel
+def test_an_apply_one_host_refuses_is_exit_1(tried: dict[str, Any]) -> None:
+    res, spec = tried["refused-fleet"]
+    assert (res.returncode, res.stdout) == (1, "")
+    err = res.stderr.splitlines()
+    assert "netgen: h1: spec 'refused-fleet' applied (" in res.stderr  # h1's part was fine
+    assert err[-4:] == [
+        "netgen: error: netgen apply failed on host h2: apply of spec 'refused-fleet' failed: "
+        "command failed: ip -n b route add 10.9.0.0/16 via 192.0.2.1",
+        "  exit code 2: Error: Nexthop has invalid gateway.",
+        f"  from {spec}:14:9 containers.b.routes[0]",
+        "rolled back: the host is as it was before",
+    ]
+
+
+@kernel
+def test_multihost_ipv6_underlay_own_nic_and_mtu(tmp_path: Path) -> None:
+    """The simulated hosts sit at the spec's own addresses (two IPv6 subnets), on an
+    underlay NIC named and sized as the spec says; the overlay runs over them."""
+    logged: list[str] = []
+    path = write(tmp_path / "six.yaml", SIX)
+    try:
+        t = fleettrial.FleetTrial.start(path, log=logged.append)
+    except sandbox.SandboxUnavailable as exc:
+        sandbox_unavailable(str(exc))  # skipped here, failed in CI
+    with t:
+        left = t.sandbox("left")
+        nic = json.loads(left.run(["ip", "-j", "addr", "show", "dev", "ens3"]).stdout)[0]
+        assert nic["mtu"] == 9000
+        assert "2001:db8:1::11" in [a["local"] for a in nic["addr_info"]]
+        vx = json.loads(left.run(["ip", "-d", "-j", "link", "show", "vx300"]).stdout)[0]
+        data = vx["linkinfo"]["info_data"]
+        assert (data["id"], data["local6"], data["link"]) == (300, "2001:db8:1::11", "ens3")
+        assert vx["mtu"] == 1500 - 70  # the smaller underlay, less VXLAN over IPv6
+        assert t.ping("x", "y") and t.ping("y", "x")
+        report = t.check()
+        assert report.ok and report.summary == "3 checks: 3 passed, 0 failed", report.table
+    assert logged[-1] == "destroy left each host (left, right) as apply found it"
+
+
+@kernel
+def test_multihost_shell_is_on_the_first_host(host: Any) -> None:
+    script = "echo host=$NETGEN_HOST\nls /run/netns\nip netns exec a ping -c 1 -W 2 10.10.0.6\n"
+    res = netgen_try("specs/multihost.yaml", "--shell", stdin=script)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "== host h1 (192.0.2.11): 3 checks: 3 passed, 0 failed"
+    start = lines.index("host=h1")
+    assert lines[start + 1 : start + 3] == ["a", "d"]  # h1's containers only
+    assert "1 packets transmitted, 1 received" in res.stdout  # a (h1) -> c (h3): the overlay
+    err = res.stderr
+    assert "this is a shell on host h1 of the netgen sandboxes of spec 'multihost':" in err
+    assert re.search(r"  nsenter -t \d+ -n -m    # enters host h3 from here", err)
+    assert err.index("exit (or Ctrl-D) tears it all down.") < err.index("destroyed")
+
+
+@kernel
+def test_multihost_keep_says_how_to_enter_each_host(host: Any) -> None:
+    proc = subprocess.Popen(
+        [*NETGEN, "try", "specs/multihost.yaml", "--keep"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    enter: dict[str, list[str]] = {}
+    try:
+        while True:  # blocking reads: it either says it, or ends (EOF)
+            line = proc.stderr.readline()
+            assert line, "netgen try --keep ended early"
+            if line == "netgen: press Enter (or Ctrl-C) here to tear them down\n":
+                break
+            found = re.fullmatch(r"netgen:   (h\d): (nsenter -t \d+ -n -m)\n", line)
+            if found:
+                enter[found.group(1)] = found.group(2).split()
+        assert list(enter) == ["h1", "h2", "h3"]
+        for name, netns in (("h1", "a d"), ("h2", "b"), ("h3", "c")):
+            inside = subprocess.run(
+                [*enter[name], "ls", "/run/netns"], capture_output=True, text=True, check=True
+            )
+            assert " ".join(inside.stdout.split()) == netns
+        out, err = proc.communicate("\n", timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "destroy left each host (h1, h2, h3) as apply found it" in err
+    assert all(is_gone(int(argv[2])) for argv in enter.values())
+
+
 class TestWithoutASandbox:
     """What is decided before any sandbox is made: no kernel needed."""
 
@@ -423,6 +660,65 @@ class TestWithoutASandbox:
         assert asked == [False, True]
         monkeypatch.setattr(sandbox, "unavailable_reason", lambda user=False: None)
         assert sandbox.mode() == "root"
+
+    def test_multihost_needs_root(self, run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(fleettrial, "mode", lambda: "user")
+        assert run("specs/multihost.yaml") == (
+            1,
+            "",
+            "netgen: error: netgen try cannot make its sandbox here: a multi-host spec needs "
+            "root: each host is a sandbox of its own, and their underlay links are moved "
+            "between them, which an unprivileged user namespace cannot do (try one host's "
+            "part with `netgen apply --host` in a single sandbox, or run as root)\n",
+        )
+
+    @pytest.mark.parametrize(
+        ("h2", "message"),
+        [
+            (
+                '{address: "fe80::2"}',
+                "fe80::2 is link-local; netgen try gives each simulated host its address on "
+                "one shared underlay link, and cannot play a link-local underlay (its scope "
+                "is one interface): try the spec with routable addresses",
+            ),
+            (
+                '{address: "2001:db8::2", mtu: 1200}',
+                "mtu 1200 is below 1280, the least an interface needs to carry IPv6, so its "
+                "underlay 2001:db8::2 cannot be simulated",
+            ),
+            (
+                "{address: 192.0.2.12, dev: br0}",
+                "its underlay interface br0 is also an interface the spec makes; netgen try "
+                "makes br0 as the host's underlay NIC: give `dev` another name",
+            ),
+            (
+                "{address: 198.51.100.7}",
+                "198.51.100.7 is also the spec's outside address; netgen try plays the "
+                "outside as a host behind each host, which cannot be a host too",
+            ),
+        ],
+        ids=["link-local", "ipv6-mtu", "dev", "outside"],
+    )
+    def test_what_a_fleet_cannot_play_is_exit_2(
+        self, run: Any, tmp_path: Path, h2: str, message: str
+    ) -> None:
+        family6 = "2001" in h2 or "fe80" in h2
+        h1 = '"2001:db8::1"' if family6 else "192.0.2.11"
+        spec = tmp_path / "fleet.yaml"
+        spec.write_text(
+            "version: 1\nname: fleet\noutside: 198.51.100.7\n"
+            f"hosts:\n  h1: {{address: {h1}}}\n  h2: {h2}\n"
+            "bridges: {br0: {subnet: 10.94.0.0/24}}\n"
+            "containers:\n  a: {host: h1, network: br0}\n  b: {host: h2, network: br0}\n"
+        )
+        code, out, err = run(str(spec))
+        assert (code, out) == (2, ""), err
+        assert err == f"netgen: error: {spec}:6 hosts.h2: host h2: {message}\n"
+
+    def test_a_fleet_needs_one_family(self) -> None:
+        hosts = [sandbox.FleetHost("h1", "192.0.2.11"), sandbox.FleetHost("h2", "2001:db8::2")]
+        with pytest.raises(ValueError, match="distinct addresses of one family"):
+            sandbox.Fleet.start_hosts(hosts)
 
     def test_bad_spec_is_exit_2(self, run: Any, tmp_path: Path) -> None:
         bad = tmp_path / "bad.yaml"
