@@ -161,8 +161,10 @@ def rendered(
     teardown: bool = False,
     batch: bool = False,
     shown_as: str | None = None,
+    host: str | None = None,
 ) -> str:
-    """The script ``netgen render PATH`` prints with these options, byte for byte.
+    """The script ``netgen render PATH`` prints with these options, byte for byte
+    (``host``: one host's part of a spec with ``hosts:``, as ``--host``).
 
     The script names its spec file in its header and comments; ``shown_as`` names it
     differently (the ``netgen_render`` fixture passes the path from the rootdir).
@@ -171,13 +173,15 @@ def rendered(
     if shown_as is not None:
         raw = Path(path).read_bytes()
         s = spec.loads(raw.decode("utf-8"), shown_as, sha256=s.sha256)
-    return golden.script(s, dialect=dialect, firewall=firewall, teardown=teardown, batch=batch)
+    return golden.script(
+        s, dialect=dialect, firewall=firewall, teardown=teardown, batch=batch, host=host
+    )
 
 
 @pytest.fixture
 def netgen_render(request: pytest.FixtureRequest) -> Callable[..., str]:
-    """``netgen_render(spec, dialect=..., firewall=..., teardown=..., batch=...)``: what
-    ``netgen render`` prints when run from the rootdir; stable wherever pytest runs."""
+    """``netgen_render(spec, dialect=..., firewall=..., teardown=..., batch=..., host=...)``:
+    what ``netgen render`` prints when run from the rootdir; stable wherever pytest runs."""
     root = request.config.rootpath
 
     def render(
@@ -187,6 +191,7 @@ def netgen_render(request: pytest.FixtureRequest) -> Callable[..., str]:
         firewall: str = "iptables",
         teardown: bool = False,
         batch: bool = False,
+        host: str | None = None,
     ) -> str:
         full = _from_root(root, path)
         try:
@@ -200,6 +205,7 @@ def netgen_render(request: pytest.FixtureRequest) -> Callable[..., str]:
             teardown=teardown,
             batch=batch,
             shown_as=shown,
+            host=host,
         )
 
     return render

@@ -103,3 +103,11 @@ class TestPerHost:
         assert "--dport 8080" in out
         code, out, err = netgen("render", EXAMPLE, "--from", str(old), "--host", "h1")
         assert "nothing to do" in err
+
+
+def test_the_pytest_plugin_renders_one_host(netgen: Run) -> None:
+    from netgen import pytest_plugin
+
+    code, out, _ = netgen("render", EXAMPLE, "--host", "h3", "--teardown")
+    assert code == 0
+    assert pytest_plugin.rendered(ROOT / EXAMPLE, shown_as=EXAMPLE, host="h3", teardown=True) == out
