@@ -177,7 +177,7 @@ class TestFailure:
         [
             (("frobnicate",), "Error: No such command 'frobnicate'."),
             (("render",), "Error: Missing argument 'SPEC'."),
-            (("render", WALKTHROUGH, "--bogus"), "Error: No such option: --bogus"),
+            (("render", WALKTHROUGH, "--frobnicate"), "Error: No such option: --frobnicate"),
         ],
         ids=["unknown command", "no spec", "unknown option"],
     )
