@@ -270,6 +270,12 @@ class Trial:
         """
         p = Path(path)
         s = spec.load(p)
+        if len(s.hosts) >= 2:
+            raise UsageError(
+                f"spec {s.name!r} spans {len(s.hosts)} hosts "
+                f"({', '.join(h.name for h in s.hosts)}): a Trial is one sandbox; "
+                "netgen.fleettrial.FleetTrial gives each host its own (as netgen try does)"
+            )
         refuse_unsandboxable(s)
         render.render(s, lower.lower(s), dialect=dialect, firewall=firewall)  # DialectError: 2
         sb = start_sandbox(log)  # SandboxUnavailable: the caller decides (exit 1, skip)

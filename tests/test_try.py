@@ -24,6 +24,7 @@ import pytest
 from scriptcheck import single_host_specs
 
 from netgen import cli, fleettrial, sandbox, trial
+from netgen.errors import UsageError
 from netgen.pytest_plugin import NetgenSandbox, sandbox_unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,6 +108,27 @@ containers:
   y: {host: right, network: br0}
 checks:
   - {from: x, to: y}
+"""
+
+# Stand-ins per host: the uplink where its bridge is (h2), the outside behind each host.
+STAND_IN_FLEET = """\
+version: 1
+name: stand-in-fleet
+outside: 198.51.100.7
+hosts:
+  h1: {address: 192.0.2.11}
+  h2: {address: 192.0.2.12}
+bridges:
+  br0: {subnet: 10.93.0.0/24, masquerade: true}
+  lan: {subnet: 10.92.0.0/24, uplinks: [em1]}
+containers:
+  a: {host: h1, network: br0}
+  b: {host: h2, network: br0}
+  c: {host: h2, network: lan}
+checks:
+  - {from: a, to: outside}
+  - {from: b, to: outside}
+  - {from: c, to: b}
 """
 
 LISTEN = (
@@ -216,6 +238,7 @@ def tried(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     runs["broken-fleet"] = [write(tmp / "broken-fleet.yaml", BROKEN_FLEET)]
     runs["broken-fleet --json"] = [runs["broken-fleet"][0], "--json"]
     runs["refused-fleet"] = [write(tmp / "refused-fleet.yaml", REFUSED_FLEET)]
+    runs["stand-in-fleet"] = [write(tmp / "stand-in-fleet.yaml", STAND_IN_FLEET)]
     before = host_state()
     with ThreadPoolExecutor(max_workers=4) as pool:
         done = dict(zip(runs, pool.map(lambda a: netgen_try(*a), runs.values()), strict=True))
@@ -518,6 +541,25 @@ def test_multihost_json(tried: dict[str, Any]) -> None:
 
 
 @kernel
+def test_multihost_stand_ins_per_host(tried: dict[str, Any]) -> None:
+    res, spec = tried["stand-in-fleet"]
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = rows(res.stdout)
+    assert f"a outside (198.51.100.7) ping open reply ok {spec}:15 checks[0]" in out
+    assert f"b outside (198.51.100.7) ping open reply ok {spec}:16 checks[1]" in out
+    assert f"c b (10.93.0.4) ping open reply ok {spec}:17 checks[2]" in out  # lan -> br0 on h2
+    outside = (
+        "stand-in: outside 198.51.100.7: a namespace behind the sandbox, which forwards "
+        "(net.ipv4.ip_forward=1) as a router does"
+    )
+    assert [line for line in res.stderr.splitlines() if ": stand-in: " in line] == [
+        f"netgen: h1: {outside}",
+        "netgen: h2: stand-in: uplink em1 (of bridge lan): one end of a veth pair, up",
+        f"netgen: h2: {outside}",
+    ]
+
+
+@kernel
 def test_an_apply_one_host_refuses_is_exit_1(tried: dict[str, Any]) -> None:
     res, spec = tried["refused-fleet"]
     assert (res.returncode, res.stdout) == (1, "")
@@ -714,6 +756,14 @@ class TestWithoutASandbox:
         code, out, err = run(str(spec))
         assert (code, out) == (2, ""), err
         assert err == f"netgen: error: {spec}:6 hosts.h2: host h2: {message}\n"
+
+    def test_a_trial_is_one_host(self) -> None:
+        with pytest.raises(UsageError) as info:
+            trial.Trial.start(ROOT / "specs/multihost.yaml")
+        assert str(info.value) == (
+            "spec 'multihost' spans 3 hosts (h1, h2, h3): a Trial is one sandbox; "
+            "netgen.fleettrial.FleetTrial gives each host its own (as netgen try does)"
+        )
 
     def test_a_fleet_needs_one_family(self) -> None:
         hosts = [sandbox.FleetHost("h1", "192.0.2.11"), sandbox.FleetHost("h2", "2001:db8::2")]
