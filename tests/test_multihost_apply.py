@@ -219,3 +219,48 @@ def test_a_failure_in_the_middle_rolls_back(sandbox: Sandbox, fast: str) -> None
 def drive(sb: Sandbox, fail_at: str, fast: str) -> dict[str, Any]:
     res = sb.run([sys.executable, "-c", DRIVER, str(EXAMPLE), "h1", fail_at, fast])
     return dict(json.loads(res.stdout))
+
+
+IPV6_UNDERLAY = """\
+version: 1
+name: six
+hosts:
+  h1: {address: "2001:db8::11", dev: eth0}
+  h2: {address: "2001:db8::12"}
+bridges:
+  br6: {subnet: 10.60.0.0/24, vxlan_port: 8472}
+containers:
+  x: {host: h1, network: br6}
+  y: {host: h2, network: br6}
+links:
+  - endpoints: [x:p2p, y:p2p]
+    addresses: [10.61.0.1/32, 10.61.0.2/32]
+"""
+
+
+@kernel
+def test_an_ipv6_underlay_with_a_dev_and_a_port(sandbox: Sandbox, tmp_path: Path) -> None:
+    path = tmp_path / "six.yaml"
+    path.write_text(IPV6_UNDERLAY)
+    sandbox.run(["ip", "link", "add", "name", "eth0", "type", "veth", "peer", "name", "ul0"])
+    sandbox.run(["ip", "addr", "add", "2001:db8::11/64", "dev", "eth0", "nodad"])
+    sandbox.run(["ip", "link", "set", "dev", "eth0", "up"])
+    sandbox.run(["ip", "link", "set", "dev", "ul0", "up"])
+    before = sandbox.state()
+    netgen(sandbox, "apply", "--host", "h1", str(path))
+    vni = spec.load(path).bridge("br6").vni
+    vx = link(sandbox, f"vx{vni}")
+    info = vx["linkinfo"]["info_data"]
+    assert (info["local6"], info["port"], info["link"], vx["mtu"]) == (
+        "2001:db8::11",
+        8472,
+        "eth0",
+        1430,
+    )
+    assert flood(sandbox, f"vx{vni}") == {"2001:db8::12"}
+    p2p = link(sandbox, "p2p", "x")["linkinfo"]["info_data"]
+    assert (p2p["local6"], p2p["remote6"], p2p["port"]) == ("2001:db8::11", "2001:db8::12", 4789)
+    res = netgen(sandbox, "apply", "--dry-run", "--host", "h1", str(path))
+    assert res.stdout == ""
+    netgen(sandbox, "destroy", "--host", "h1", str(path))
+    assert sandbox.state() == before
