@@ -83,6 +83,15 @@ class TestEveryHost:
             for host, dialect, kind in [c.values for c in CASES]
         }
         scripts.update({f"h1-batch-{k}": script("h1", kind=k, batch=True) for k in KINDS})
+        scripts.update(
+            {
+                f"{h}-nftables-{k}": golden.script(
+                    example(), firewall="nftables", teardown=k == "teardown", host=h
+                )
+                for h in HOSTS
+                for k in KINDS
+            }
+        )
         paths = write_scripts(tmp_path, scripts)  # type: ignore[arg-type]
         bash_n(paths)
         shellcheck(paths)
