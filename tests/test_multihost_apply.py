@@ -10,6 +10,8 @@ tests/test_multihost.py.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -20,7 +22,8 @@ import pytest
 
 from netgen import golden, lower, spec
 from netgen import ops as o
-from netgen.sandbox import Sandbox
+from netgen.sandbox import Fleet, Sandbox
+from tests.test_sandbox import TCP_SERVER, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "specs" / "multihost.yaml"
@@ -264,3 +267,55 @@ def test_an_ipv6_underlay_with_a_dev_and_a_port(sandbox: Sandbox, tmp_path: Path
     assert res.stdout == ""
     netgen(sandbox, "destroy", "--host", "h1", str(path))
     assert sandbox.state() == before
+
+
+ICC_ACROSS_HOSTS = """\
+version: 1
+name: iccx
+hosts: {h1: {address: 192.0.2.11}, h2: {address: 192.0.2.12}, h3: {address: 192.0.2.13}}
+bridges:
+  bri: {subnet: 10.70.0.0/24, icc: false, vni: 70}
+containers:
+  web: {host: h1, network: bri, link: [db]}
+  db: {host: h2, network: bri, expose: [5432]}
+  spy: {host: h2, network: bri}
+"""
+
+
+@kernel
+def test_icc_false_and_a_link_across_hosts(fleet: Fleet, tmp_path: Path) -> None:
+    """Each host isolates its part of the bridge, the VXLAN port included; a --link from
+    h1 to h2 is opened on both. Built by `netgen apply --host` on each host."""
+    path = tmp_path / "iccx.yaml"
+    path.write_text(ICC_ACROSS_HOSTS)
+    s = spec.load(path)
+    web, db, spy = (str(s.container(n).address) for n in ("web", "db", "spy"))
+    hosts = ("h1", "h2")  # h3 has no container: the bridge does not span it
+    assert s.bridge("bri").hosts == hosts
+    for h in hosts:
+        for table in ("nat", "filter"):
+            fleet.run(h, ["iptables", "-w", "-t", table, "-N", "NETGEN-TEST-PREP"])
+            fleet.run(h, ["iptables", "-w", "-t", table, "-X", "NETGEN-TEST-PREP"])
+    before = fleet.states()
+    for h in hosts:
+        fleet.run(h, [*NETGEN, "apply", "--host", h, str(path)], timeout=300)
+    server = fleet.host("h2").spawn(
+        [sys.executable, "-I", "-c", TCP_SERVER, "0.0.0.0", "5432"], netns="db"
+    )
+    try:
+        wait_ready(server)
+        assert fleet.host("h1").connect("web", db, 5432)  # the link, across hosts
+        assert not fleet.host("h2").connect("spy", db, 5432, timeout_s=1)  # same host
+        ping = ["ping", "-n", "-c", "1", "-W", "1"]
+        assert fleet.in_netns("h1", "web", [*ping, spy], check=False).returncode != 0
+        assert fleet.in_netns("h2", "spy", [*ping, web], check=False).returncode != 0
+        assert fleet.in_netns("h1", "web", [*ping, "10.70.0.1"], check=False).returncode == 0
+        for h in hosts:  # the implied checks that start on each host
+            res = fleet.run(h, [*NETGEN, "check", "--host", h, str(path)], check=False)
+            assert res.returncode == 0, res.stdout + res.stderr
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+    for h in hosts:
+        fleet.run(h, [*NETGEN, "destroy", "--host", h, str(path)], timeout=300)
+    assert fleet.states() == before
