@@ -429,6 +429,7 @@ class _Plan:
             head.append(ipt.rule(c.inp, "-d", str(LOOPBACK), "-i", br, *replies, "-j", "DROP"))
         names = ", ".join(chain.name for chain in used)
         out: list[Section] = [(f"firewall of spec {self.owner} ({ipt.tool}): chains {names}", head)]
+        forwards = set(self.forwards)  # a list's `in` would make this loop quadratic
         for p in self.ports:
             dest: tuple[str, ...] = ("-p", p.proto, "-m", p.proto)
             if p.host_ip is None:
@@ -445,7 +446,7 @@ class _Plan:
                 dest += ("--dport", str(p.host_port))
             to = f"{_bracket(p.dest)}:{p.dest_port}"
             cmds = [ipt.rule(c.dnat, *where, *dest, "-j", "DNAT", "--to-destination", to)]
-            if p in self.forwards:
+            if p in forwards:
                 fwd = ("-d", _host(p.dest), "!", "-i", p.bridge, "-o", p.bridge, "-p", p.proto)
                 port = ("-m", p.proto, "--dport", str(p.dest_port))
                 cmds.append(ipt.rule(c.fwd, *fwd, *port, "-j", "ACCEPT"))
