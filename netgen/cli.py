@@ -17,28 +17,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from . import (
-    __version__,
-    check,
-    execute,
-    golden,
-    graph,
-    lower,
-    migrate,
-    model,
-    ops,
-    render,
-    schema,
-    spec,
-)
-from . import plan as planner
+# Only what `render` and `validate` need is imported up front: the other commands import
+# their modules (netlink, the sandbox, ...) when they run, so rendering starts sooner.
+from . import __version__, check, golden, lower, model, ops, render, spec
 from .errors import HostError, NetgenError, SpecError, UsageError
-from .sandbox import SandboxUnavailable
-from .trial import Trial
+
+if TYPE_CHECKING:
+    from . import execute
 
 app = typer.Typer(
     name="netgen",
@@ -231,6 +220,8 @@ def _render_migration(
                 f"--from and {flag} cannot be combined: a migration is its own script "
                 f"(to remove the network, render {new_file} --teardown)"
             )
+    from . import migrate
+
     old, new = spec.load(old_file), spec.load(new_file)
     result = migrate.migrate(old, new, firewall=firewall.value)
     script = render.render_migration(
@@ -295,6 +286,8 @@ def apply_cmd(
     """Build the network on this host (root): only what is missing; all or nothing."""
     if run_checks and dry_run:
         raise UsageError("--check needs a real apply: it probes the network; not with --dry-run")
+    from . import execute
+
     s = spec.load(spec_file)
     built = lower.lower(s)
     runner = execute.DryRunRunner(fast=not use_subprocess) if dry_run else None
@@ -362,6 +355,8 @@ def destroy_cmd(
     What apply recorded decides (including its --firewall); the spec and --firewall
     only matter for a host built without netgen's record (by the rendered script).
     """
+    from . import execute
+
     s = spec.load(spec_file)
     built = lower.lower(s)
     runner = execute.DryRunRunner(fast=not use_subprocess) if dry_run else None
@@ -384,6 +379,9 @@ def plan_cmd(
     firewall: FirewallOpt = Firewall.iptables,
 ) -> None:
     """Show what apply would create (+), change (~) or remove (-) on this host."""
+    from . import execute
+    from . import plan as planner
+
     s = spec.load(spec_file)
     result = execute.preview(s, lower.lower(s), firewall=firewall.value)
     lines = planner.lines(result)
@@ -470,6 +468,9 @@ def try_cmd(
 
     def log(text: str) -> None:
         print(f"netgen: {text}", file=sys.stderr, flush=True)
+
+    from .sandbox import SandboxUnavailable
+    from .trial import Trial
 
     try:
         trial = Trial.start(spec_file, dialect=dialect.value, firewall=firewall.value, log=log)
@@ -561,6 +562,8 @@ def graph_cmd(
     ] = None,
 ) -> None:
     """Draw the network: bridges, containers, veths, links, uplinks, published ports."""
+    from . import graph
+
     if fmt.value in graph.IMAGE_FORMATS and output is None and sys.stdout.isatty():
         raise UsageError(f"not writing {fmt.value} to a terminal: give -o FILE, or redirect")
     data = graph.draw(spec.load(spec_file), fmt.value)
@@ -573,6 +576,8 @@ def graph_cmd(
 @app.command("schema")
 def schema_cmd() -> None:
     """Print the JSON Schema of the spec format, for editors (yaml-language-server)."""
+    from . import schema
+
     _write_stdout(schema.dumps().encode())
 
 
