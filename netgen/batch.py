@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import cache
 
 from . import ops as o
 from .dialects import Cmd, sections
@@ -141,7 +142,12 @@ def batch_token(token: str) -> str:
 
 
 def batch_line(args: tuple[str, ...] | list[str]) -> str:
-    return " ".join(batch_token(a) for a in args)
+    return " ".join(map(_batch_token, args))
+
+
+# A script repeats the same words (link, set, dev, every name) thousands of times, and
+# each line is written twice (the heredoc, and its text to pick the delimiter).
+_batch_token = cache(batch_token)
 
 
 #: Options of `ip` that may stand for a whole batch (`ip -6 -batch -`).

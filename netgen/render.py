@@ -155,7 +155,7 @@ def shell(value: str | Iterable[str]) -> str:
     """The one quoting filter: every value in a command goes through shlex.quote."""
     if isinstance(value, str):
         return _quote(value)
-    return " ".join([_quote(str(v)) for v in value])
+    return " ".join(map(_quote, map(str, value)))
 
 
 # A script repeats the same words (ip, link, dev, every name) thousands of times.
