@@ -177,7 +177,10 @@ def command(cmd: Cmd) -> str:
 
 def comment(value: object) -> str:
     """Comments are not quoted but must stay one line of printable text."""
-    return "".join(ch if ch.isprintable() else "?" for ch in str(value))
+    text = str(value)
+    if text.isprintable():  # nearly always: no need to look at each character
+        return text
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def heredoc(value: str) -> str:
