@@ -1221,7 +1221,7 @@ class _Resolver:
                 m.Interface(
                     bridge=bname,
                     ifname=iface.ifname,
-                    address=IPv4Interface(f"{address}/{bridge.subnet.prefixlen}"),
+                    address=IPv4Interface((int(address), bridge.subnet.prefixlen)),  # no parsing
                     host_ifname=iface.host_ifname or "",
                     mac=iface.mac,
                     loc=iface.loc,
@@ -1295,7 +1295,7 @@ class _Resolver:
                 continue
             leg = ifaces[cname][k]
             ifaces[cname][k] = replace(
-                leg, address6=IPv6Interface(f"{address}/{bridge.subnet6.prefixlen}")
+                leg, address6=IPv6Interface((int(address), bridge.subnet6.prefixlen))
             )
 
     def _derive_host_ifnames(self, out: dict[str, list[m.Interface]], spec_name: str) -> None:
