@@ -127,12 +127,13 @@ def _published(spec: m.Spec) -> list[o.PublishPort]:
 def _links(spec: m.Spec) -> list[o.AllowLink]:
     """On each icc=false bridge both ends are on: the client may reach the target's `expose`."""
     out: dict[o.AllowLink, None] = {}
+    by_name = {c.name: c for c in spec.containers}  # spec.container() scans: quadratic
     for b in spec.bridges:
         if b.icc:
             continue
         for c in spec.containers:
             for ref in c.links:
-                target = spec.container(ref.name)
+                target = by_name[ref.name]
                 for mine in (leg for leg in c.interfaces if leg.bridge == b.name):
                     for theirs in (leg for leg in target.interfaces if leg.bridge == b.name):
                         pairs: list[tuple[m.IPAddress, m.IPAddress]] = [
