@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import cache
 
 from . import ops as o
 from .dialects import Cmd, sections
@@ -96,7 +97,7 @@ class Stage:
     netns: list[Job] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: a frozen dataclass is 4x slower to make, and there is one a command
 class _Step:
     index: int
     comment: str
@@ -141,7 +142,12 @@ def batch_token(token: str) -> str:
 
 
 def batch_line(args: tuple[str, ...] | list[str]) -> str:
-    return " ".join(batch_token(a) for a in args)
+    return " ".join(map(_batch_token, args))
+
+
+# A script repeats the same words (link, set, dev, every name) thousands of times, and
+# each line is written twice (the heredoc, and its text to pick the delimiter).
+_batch_token = cache(batch_token)
 
 
 #: Options of `ip` that may stand for a whole batch (`ip -6 -batch -`).
@@ -357,22 +363,22 @@ class _Clock:
     def earliest(self, here: str, res: set[Resource]) -> int:
         stage = 1
         for ns, dev in res:
-            tables = [self.whole.get(ns, {})]
-            tables.append(
-                self.any_device.get(ns, {}) if dev is ANY else self.device.get((ns, dev), {})
-            )
-            for table in tables:
-                for ctx, at in table.items():
+            whole = self.whole.get(ns)
+            part = self.any_device.get(ns) if dev is ANY else self.device.get((ns, dev))
+            for table in (whole, part):
+                for ctx, at in table.items() if table else ():
                     stage = max(stage, at + _after(ctx, here))
         return stage
 
     def mark(self, here: str, res: set[Resource], stage: int) -> None:
         for ns, dev in res:
-            tables = [self.whole.setdefault(ns, {})]
-            if dev is not ANY:
-                tables = [self.device.setdefault((ns, dev), {}), self.any_device.setdefault(ns, {})]
+            if dev is ANY:
+                tables: tuple[dict[str, int], ...] = (self.whole.setdefault(ns, {}),)
+            else:
+                tables = (self.device.setdefault((ns, dev), {}), self.any_device.setdefault(ns, {}))
             for table in tables:
-                table[here] = max(table.get(here, 0), stage)
+                if table.get(here, 0) < stage:
+                    table[here] = stage
 
 
 def _after(earlier: str, later: str) -> int:

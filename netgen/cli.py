@@ -7,6 +7,7 @@ the command line is wrong (nothing rendered or run).
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shlex
@@ -16,30 +17,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from . import (
-    __version__,
-    check,
-    execute,
-    export,
-    golden,
-    graph,
-    lower,
-    migrate,
-    model,
-    ops,
-    render,
-    schema,
-    spec,
-)
-from . import plan as planner
+# Only what `render` and `validate` need is imported up front: the other commands import
+# their modules (netlink, the sandbox, ...) when they run, so rendering starts sooner.
+from . import __version__, check, golden, lower, model, ops, render, spec
 from .errors import HostError, NetgenError, SpecError, UsageError
-from .fleettrial import FleetTrial
-from .sandbox import SandboxUnavailable
-from .trial import Trial
+
+if TYPE_CHECKING:
+    from . import execute
+    from .fleettrial import FleetTrial
 
 app = typer.Typer(
     name="netgen",
@@ -251,6 +240,8 @@ def _render_migration(
                 f"--from and {flag} cannot be combined: a migration is its own script "
                 f"(to remove the network, render {new_file} --teardown)"
             )
+    from . import migrate
+
     old, new = spec.load(old_file), spec.load(new_file)
     result = migrate.migrate(old, new, firewall=firewall.value, host=host)
     script = render.render_migration(
@@ -322,6 +313,8 @@ def apply_cmd(
     """Build the network on this host (root): only what is missing; all or nothing."""
     if run_checks and dry_run:
         raise UsageError("--check needs a real apply: it probes the network; not with --dry-run")
+    from . import execute
+
     s = spec.load(spec_file)
     built = lower.lower(s, host)
     runner = execute.DryRunRunner(fast=not use_subprocess) if dry_run else None
@@ -395,6 +388,8 @@ def destroy_cmd(
     What apply recorded decides (including its --firewall); the spec and --firewall
     only matter for a host built without netgen's record (by the rendered script).
     """
+    from . import execute
+
     s = spec.load(spec_file)
     built = lower.lower(s, host)
     runner = execute.DryRunRunner(fast=not use_subprocess) if dry_run else None
@@ -418,6 +413,9 @@ def plan_cmd(
     host: HostOpt = None,
 ) -> None:
     """Show what apply would create (+), change (~) or remove (-) on this host."""
+    from . import execute
+    from . import plan as planner
+
     s = spec.load(spec_file)
     result = execute.preview(s, lower.lower(s, host), firewall=firewall.value)
     lines = planner.lines(result)
@@ -506,6 +504,10 @@ def try_cmd(
 
     def log(text: str) -> None:
         print(f"netgen: {text}", file=sys.stderr, flush=True)
+
+    from .fleettrial import FleetTrial
+    from .sandbox import SandboxUnavailable
+    from .trial import Trial
 
     kind = FleetTrial if len(spec.load(spec_file).hosts) >= 2 else Trial
     try:
@@ -623,6 +625,8 @@ def graph_cmd(
     ] = None,
 ) -> None:
     """Draw the network: bridges, containers, veths, links, uplinks, published ports."""
+    from . import graph
+
     if fmt.value in graph.IMAGE_FORMATS and output is None and sys.stdout.isatty():
         raise UsageError(f"not writing {fmt.value} to a terminal: give -o FILE, or redirect")
     data = graph.draw(spec.load(spec_file), fmt.value)
@@ -635,6 +639,8 @@ def graph_cmd(
 @app.command("schema")
 def schema_cmd() -> None:
     """Print the JSON Schema of the spec format, for editors (yaml-language-server)."""
+    from . import schema
+
     _write_stdout(schema.dumps().encode())
 
 
@@ -678,6 +684,8 @@ def export_ansible_cmd(
 ) -> None:
     """Write an Ansible inventory, site.yml and teardown.yml that deliver and run each
     host's rendered script (idempotently: a second run changes nothing)."""
+    from . import export
+
     files = export.ansible(spec.load(spec_file), dialect=dialect.value, firewall=firewall.value)
     export.write(files, output)
     typer.echo(
@@ -746,6 +754,10 @@ def _write_atomically(path: Path, text: str, mode: int) -> None:
 
 def main() -> NoReturn:
     """Entry point: click reports usage errors (exit 2); NetgenError is reported here, once."""
+    # A short-lived process that builds large acyclic structures (a spec's node tree, its
+    # ops, the script): reference counting frees them, and the cyclic collector would only
+    # walk them again and again (40 % of the time rendering 10,000 containers).
+    gc.disable()
     try:
         app()
     except NetgenError as exc:

@@ -137,12 +137,13 @@ def _links(spec: m.Spec, bridges: list[m.Bridge], host: str | None) -> list[o.Al
     """On each icc=false bridge both ends are on: the client may reach the target's `expose`
     (on the hosts of both, when they run on different ones: each end's bridge filters)."""
     out: dict[o.AllowLink, None] = {}
+    by_name = {c.name: c for c in spec.containers}  # spec.container() scans: quadratic
     for b in bridges:
         if b.icc:
             continue
         for c in spec.containers:
             for ref in c.links:
-                target = spec.container(ref.name)
+                target = by_name[ref.name]
                 if host not in (c.host, target.host):
                     continue
                 for mine in (leg for leg in c.interfaces if leg.bridge == b.name):
@@ -449,6 +450,7 @@ class _Plan:
             head.append(ipt.rule(c.inp, "-d", str(LOOPBACK), "-i", br, *replies, "-j", "DROP"))
         names = ", ".join(chain.name for chain in used)
         out: list[Section] = [(f"firewall of spec {self.owner} ({ipt.tool}): chains {names}", head)]
+        forwards = set(self.forwards)  # a list's `in` would make this loop quadratic
         for p in self.ports:
             dest: tuple[str, ...] = ("-p", p.proto, "-m", p.proto)
             if p.host_ip is None:
@@ -465,7 +467,7 @@ class _Plan:
                 dest += ("--dport", str(p.host_port))
             to = f"{_bracket(p.dest)}:{p.dest_port}"
             cmds = [ipt.rule(c.dnat, *where, *dest, "-j", "DNAT", "--to-destination", to)]
-            if p in self.forwards:
+            if p in forwards:
                 fwd = ("-d", _host(p.dest), "!", "-i", p.bridge, "-o", p.bridge, "-p", p.proto)
                 port = ("-m", p.proto, "--dport", str(p.dest_port))
                 cmds.append(ipt.rule(c.fwd, *fwd, *port, "-j", "ACCEPT"))

@@ -62,10 +62,11 @@ def lower(spec: m.Spec, host: str | None = None) -> list[o.Op]:
         if here is None or here in bridge.hosts:
             out += _bridge(spec, bridge.on(here), here)
     bridges = {b.name: b.on(here) for b in spec.bridges}
+    containers = {c.name: c for c in spec.containers}
     mine = [c for c in spec.containers if c.host == here]
     for c in mine:
         if c.owns_netns:
-            out += _container(spec, c, bridges)
+            out += _container(spec, c, bridges, containers)
     for link in spec.links:
         if link.hosts is None or here in link.hosts:
             out += _link(spec, link, here)
@@ -114,7 +115,9 @@ def _bridge(spec: m.Spec, b: m.Bridge, here: str | None) -> list[o.Op]:
     return out
 
 
-def _container(spec: m.Spec, c: m.Container, bridges: dict[str, m.Bridge]) -> list[o.Op]:
+def _container(
+    spec: m.Spec, c: m.Container, bridges: dict[str, m.Bridge], containers: dict[str, m.Container]
+) -> list[o.Op]:
     assert c.netns is not None
     ns = c.netns
     out: list[o.Op] = []
@@ -150,7 +153,7 @@ def _container(spec: m.Spec, c: m.Container, bridges: dict[str, m.Bridge]) -> li
             out.append(o.AddRoute(ns, "default", bridge.address, leg.ifname, leg.loc))
             if leg.address6 is not None and bridge.address6 is not None:
                 out.append(o.AddRoute(ns, "default", bridge.address6, leg.ifname, leg.loc))
-    out += _files(spec, c)
+    out += _files(spec, c, containers)
     return out
 
 
@@ -201,7 +204,7 @@ def _link_end(end: m.Endpoint, other: m.Endpoint, link: m.Link) -> list[o.Op]:
     return out
 
 
-def _files(spec: m.Spec, c: m.Container) -> list[o.Op]:
+def _files(spec: m.Spec, c: m.Container, containers: dict[str, m.Container]) -> list[o.Op]:
     """resolv.conf, hosts and hostname under /etc/netns/<netns>/, as `ip netns exec` shows them."""
     assert c.netns is not None
     files: list[tuple[str, str]] = []
@@ -213,7 +216,7 @@ def _files(spec: m.Spec, c: m.Container) -> list[o.Op]:
         if c.dns.options:
             lines.append("options " + " ".join(c.dns.options))
         files.append(("resolv.conf", header + "".join(f"{line}\n" for line in lines)))
-    entries = _hosts_entries(spec, c)
+    entries = _hosts_entries(spec, c, containers)
     if entries or c.hosts or c.hostname:
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
         lines += [f"{ip}\t{' '.join(names)}" for ip, names in entries]
@@ -228,13 +231,15 @@ def _files(spec: m.Spec, c: m.Container) -> list[o.Op]:
     return out
 
 
-def _hosts_entries(spec: m.Spec, c: m.Container) -> list[tuple[str, list[str]]]:
+def _hosts_entries(
+    spec: m.Spec, c: m.Container, containers: dict[str, m.Container]
+) -> list[tuple[str, list[str]]]:
     """Own name (with hostname), --link targets (NAME and ALIAS), then the spec's hosts."""
     entries: list[tuple[str, list[str]]] = []
     if c.hostname is not None and c.address is not None:
         entries.append((str(c.address), [c.hostname]))
     for ref in c.links:
-        target = spec.container(ref.name)
+        target = containers[ref.name]  # spec.container() would scan: quadratic
         address = target.address
         if address is None:
             continue

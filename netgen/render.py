@@ -183,13 +183,33 @@ def _where(loc: m.Loc) -> str:
 def shell(value: str | Iterable[str]) -> str:
     """The one quoting filter: every value in a command goes through shlex.quote."""
     if isinstance(value, str):
-        return shlex.quote(value)
-    return " ".join(shlex.quote(str(v)) for v in value)
+        return _quote(value)
+    return " ".join(map(_quote, map(str, value)))
+
+
+# A script repeats the same words (ip, link, dev, every name) thousands of times.
+_quote = cache(shlex.quote)
+
+
+def command(cmd: Cmd) -> str:
+    """One command as the script writes it: under its guard, fed its heredoc, quoted by
+    `shell`. A filter rather than a template macro: a macro call costs more than the
+    formatting, and a script has one per command."""
+    text = shell(cmd.argv)
+    if cmd.guard:
+        text = f"if {shell(cmd.guard)} 2>/dev/null; then {text}; fi"
+    if cmd.stdin is not None:
+        end = heredoc_end(cmd.stdin)
+        text += f" <<'{end}'\n{heredoc(cmd.stdin)}{end}"
+    return text
 
 
 def comment(value: object) -> str:
     """Comments are not quoted but must stay one line of printable text."""
-    return "".join(ch if ch.isprintable() else "?" for ch in str(value))
+    text = str(value)
+    if text.isprintable():  # nearly always: no need to look at each character
+        return text
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def heredoc(value: str) -> str:
@@ -224,6 +244,8 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters.update(shell=shell, comment=comment, heredoc=heredoc, heredoc_end=heredoc_end)
+    env.filters.update(
+        shell=shell, command=command, comment=comment, heredoc=heredoc, heredoc_end=heredoc_end
+    )
     env.filters["ipbatch"] = batch.batch_line  # ip's own batch-file quoting
     return env

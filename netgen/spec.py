@@ -994,10 +994,14 @@ class _Resolver:
         self.namespace_ifnames(ifaces, links)
         self.check_host_ifnames(d.bridges, ifaces, bridge_vnis)
         ports = self.ports()
+        ends: dict[str, list[str]] = {}  # each container's link interfaces, for its routes
+        for link in links:
+            for ep in (link.a, link.b):
+                ends.setdefault(ep.container, []).append(ep.ifname)
         containers = []
         for c in d.containers:
             mode, share = modes.get(c.name, ("bridge", None))
-            routes = self.routes(c, ifaces.get(c.name, ()), links)
+            routes = self.routes(c, ifaces.get(c.name, ()), ends.get(c.name, []))
             refs = self.link_refs(c)
             containers.append(
                 m.Container(
@@ -1582,7 +1586,7 @@ class _Resolver:
                 m.Interface(
                     bridge=bname,
                     ifname=iface.ifname,
-                    address=IPv4Interface(f"{address}/{bridge.subnet.prefixlen}"),
+                    address=IPv4Interface((int(address), bridge.subnet.prefixlen)),  # no parsing
                     host_ifname=iface.host_ifname or "",
                     mac=iface.mac,
                     loc=iface.loc,
@@ -1657,7 +1661,7 @@ class _Resolver:
                 continue
             leg = ifaces[cname][k]
             ifaces[cname][k] = replace(
-                leg, address6=IPv6Interface(f"{address}/{bridge.subnet6.prefixlen}")
+                leg, address6=IPv6Interface((int(address), bridge.subnet6.prefixlen))
             )
 
     def _derive_host_ifnames(self, out: dict[str, list[m.Interface]], spec_name: str) -> None:
@@ -1798,14 +1802,13 @@ class _Resolver:
         return out
 
     def routes(
-        self, c: _Container, legs: list[m.Interface] | tuple[m.Interface, ...], links: list[m.Link]
+        self,
+        c: _Container,
+        legs: list[m.Interface] | tuple[m.Interface, ...],
+        link_ifnames: list[str],
     ) -> tuple[m.Route, ...]:
         out = []
-        devs = {"lo"} | {i.ifname for i in legs}
-        for link in links:
-            for ep in (link.a, link.b):
-                if ep.container == c.name:
-                    devs.add(ep.ifname)
+        devs = {"lo"} | {i.ifname for i in legs} | set(link_ifnames)
         for route, node in c.routes:
             path = route.loc.path  # the index among all items, invalid ones included
             if route.dev is not None and route.dev not in devs:
