@@ -10,10 +10,12 @@ request, idempotency, ownership, destroy leaving nothing).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -346,9 +348,24 @@ class Driver:
         self.fifo = fifo
         self.proc = sb.spawn(["python3", "-c", DRIVER, str(path), "--fifo", str(fifo)])
 
+    def send(self, text: str) -> None:
+        """Write to the FIFO once the driver has it open; fail (not hang) if it died."""
+        while True:
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    raise
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                raise AssertionError(f"driver died (exit {self.proc.returncode}): {err}")
+            time.sleep(0.01)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+
     def __call__(self, run: str) -> dict[str, Any]:
-        with open(self.fifo, "w") as f:
-            f.write(run + "\n")
+        self.send(run + "\n")
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert line, f"driver died: {self.proc.stderr.read() if self.proc.stderr else ''}"
@@ -356,8 +373,7 @@ class Driver:
         return result
 
     def close(self) -> None:
-        with open(self.fifo, "w") as f:
-            f.write("\n")
+        self.send("\n")
         self.proc.wait()
 
 
