@@ -302,7 +302,7 @@ class NetlinkRunner:
     def __init__(self, fallback: ex.Runner | None = None) -> None:
         self.fallback = fallback if fallback is not None else ex.RealRunner()
         self._nss: nl.Namespaces | None = None
-        self._index: dict[tuple[str | None, str], int] = {}  # (netns, dev) -> ifindex
+        self._index: dict[str | None, dict[str, int]] = {}  # netns -> dev -> ifindex
         self.sent = 0  # requests sent: for tests and the profile
 
     @property
@@ -336,26 +336,31 @@ class NetlinkRunner:
     def index(self, netns: str | None, dev: str) -> int:
         """The ifindex of a device, remembered until a request of ours may change it (a
         bridge is looked up once, not once per port)."""
-        key = (netns, dev)
-        if key not in self._index:
-            link = self.link(netns, dev)
-            if link is None:
+        known = self._index.setdefault(netns, {})
+        index = known.get(dev)
+        if index is None:
+            try:
+                index = self.socket(netns).ifindex(dev)
+            except ValueError:  # longer than a device name can be: let the kernel say so
+                link = self.link(netns, dev)
+                index = link.ifindex if link is not None else None
+            if index is None:
                 raise nl.NetlinkError(errno.ENODEV, f'Cannot find device "{dev}"')
-            self._index[key] = link.ifindex
-        return self._index[key]
+            known[dev] = index
+        return index
 
     def _forget(self, action: Action) -> None:
         """Drop the ifindexes a request may invalidate: the links it deletes or creates
         (a name can come back with a new ifindex), all of a namespace it adds or deletes."""
         if isinstance(action, NetnsRequest):
-            self._index = {k: v for k, v in self._index.items() if k[0] != action.name}
+            self._index.pop(action.name, None)
         elif action.kind == nl.RTM_DELLINK and action.index_of is not None:
-            self._index.pop((action.netns, action.index_of), None)
+            self._index.get(action.netns, {}).pop(action.index_of, None)
         elif action.kind == nl.RTM_NEWLINK and action.ifname is not None:
-            self._index.pop((action.netns, action.ifname), None)
+            self._index.get(action.netns, {}).pop(action.ifname, None)
             if action.peer_name is not None:
                 where = action.peer_netns if action.peer_netns is not None else action.netns
-                self._index.pop((where, action.peer_name), None)
+                self._index.get(where, {}).pop(action.peer_name, None)
 
     def netns_fd(self, netns: str) -> int:
         self.socket(netns)  # opens it, or says why not as `ip` does

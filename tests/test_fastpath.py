@@ -519,3 +519,32 @@ def test_destroy_while_a_process_holds_a_namespace(sandbox: Sandbox, tmp_path: P
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+IFINDEX = textwrap.dedent(
+    """
+    import json, subprocess
+    from netgen import netlink
+    subprocess.run(["ip", "netns", "add", "x"], check=True)
+    subprocess.run(["ip", "-n", "x", "link", "add", "name", "d0", "type", "bridge"], check=True)
+    out = subprocess.run(["ip", "-n", "x", "-j", "link", "show", "d0"], capture_output=True)
+    want = json.loads(out.stdout)[0]["ifindex"]
+    with netlink.Namespaces() as nss:
+        host, x = nss.socket(None), nss.socket("x")
+        got = [host.ifindex("lo"), x.ifindex("lo"), x.ifindex("d0"), host.ifindex("d0")]
+        try:
+            host.ifindex("d" * 16)
+        except ValueError:
+            got.append("too long")
+    print(json.dumps([want, got]))
+    """
+)
+
+
+@kernel
+def test_ifindex_is_looked_up_in_the_sockets_own_namespace(sandbox: Sandbox) -> None:
+    res = sandbox.run(["python3", "-c", IFINDEX], check=False)
+    assert res.returncode == 0, res.stderr
+    want, got = json.loads(res.stdout)
+    assert want > 1
+    assert got == [1, 1, want, None, "too long"]
