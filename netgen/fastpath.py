@@ -457,12 +457,16 @@ class Reader:
     namespace ids that name the other ends of veths: the snapshot `ip -j` gives.
 
     `names`: the namespaces this snapshot reads; ids are looked up only for those,
-    and only for ids that a veth actually points at.
+    and only for ids that a veth actually points at. `links_only`: the named
+    namespaces' links without their addresses and routes (the host is read whole), for
+    a plan that only removes: whether a namespace or veth is there and whose it is
+    needs no more, and it halves the requests of reading 1,000 namespaces.
     """
 
-    def __init__(self, nss: nl.Namespaces, names: Iterable[str]) -> None:
+    def __init__(self, nss: nl.Namespaces, names: Iterable[str], links_only: bool = False) -> None:
         self.nss = nss
         self.names = sorted(set(names))
+        self.links_only = links_only
 
     def __call__(self, netns: str | None) -> tuple[dict[str, Link], list[Route], dict[int, str]]:
         try:
@@ -486,6 +490,9 @@ class Reader:
                 link.master = names.get(int(link.master), f"if{link.master}")
             if link.link_name is not None:
                 link.link_name = names.get(int(link.link_name), f"if{link.link_name}")
+        if self.links_only and netns is not None:
+            links = {link.name: link for link in by_index.values()}
+            return links, [], self._ids(netns, sock, links.values())
         # as state._read_ns: every IPv4 address, global IPv6 ones
         for reply in sock.dump(nl.RTM_GETADDR, nl.IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
             family, prefixlen, _, scope, index = nl.IFADDRMSG.unpack_from(reply.body)

@@ -455,13 +455,21 @@ def test_kernel_refusal_names_the_command_as_ip_does(sandbox: Sandbox, tmp_path:
 
 READER = textwrap.dedent(
     """
-    import sys
+    import dataclasses, sys
     from netgen import fastpath, netlink, state
     names = set(sys.argv[1:])
     by_ip = state.read(names, [])
     with netlink.Namespaces() as nss:
         by_netlink = state.read(names, [], reader=fastpath.Reader(nss, names))
+        light = state.read(names, [], reader=fastpath.Reader(nss, names, links_only=True))
     assert by_ip == by_netlink, (by_ip, by_netlink)
+    # links_only (a plan that only removes): the same links, peers and marks, the host
+    # whole, no addresses or routes inside the namespaces
+    assert (light.links, light.routes) == (by_ip.links, by_ip.routes)
+    for name, ns in by_ip.netns.items():
+        for link in ns.links.values():
+            link.addresses.clear()
+        assert light.netns[name] == dataclasses.replace(ns, routes=[]), name
     peers = {(n, l.name): l.peer for n, ns in by_ip.netns.items() for l in ns.links.values()}
     v6 = sum(":" in r.dst.compressed for ns in by_ip.netns.values() for r in ns.routes)
     print(sum(peer is not None for peer in peers.values()), v6)
