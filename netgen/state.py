@@ -462,54 +462,81 @@ def _hints(tp: type) -> dict[str, Any]:
 
 
 def _decode(tp: Any, value: Any) -> Any:
+    return _decoder(tp)(value)
+
+
+@functools.cache
+def _decoder(tp: Any) -> Callable[[Any], Any]:
+    """The function that decodes a value of type `tp`, worked out once per type (doing
+    it per value costs a quarter of a second for a record of 1,000 containers)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _decode(arg, value)
-            except (TypeError, ValueError) as exc:
-                errors.append(str(exc))
-        raise ValueError("; ".join(errors) or f"no type of {tp} fits {value!r}")
+        optional = type(None) in typing.get_args(tp)
+        choices = [_decoder(arg) for arg in typing.get_args(tp) if arg is not type(None)]
+
+        def union(value: Any) -> Any:
+            if value is None and optional:
+                return None
+            errors = []
+            for choice in choices:
+                try:
+                    return choice(value)
+                except (TypeError, ValueError) as exc:
+                    errors.append(str(exc))
+            raise ValueError("; ".join(errors) or f"no type of {tp} fits {value!r}")
+
+        return union
     if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ValueError(f"{value!r} is not one of {typing.get_args(tp)}")
-        return value
+        allowed = typing.get_args(tp)
+
+        def literal(value: Any) -> Any:
+            if value not in allowed:
+                raise ValueError(f"{value!r} is not one of {allowed}")
+            return value
+
+        return literal
     if origin in (tuple, list, frozenset, set):
         args = typing.get_args(tp)
-        item = args[0] if args else Any
-        items = [_decode(item, v) for v in value]
-        return origin(items)
+        item = _decoder(args[0] if args else Any)
+        return lambda value: origin(item(v) for v in value)
     if tp is Any:
-        return value
+        return lambda value: value
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         hints = _hints(tp)
-        kwargs = {
-            f.name: _decode(hints[f.name], value[f.name])
-            for f in dataclasses.fields(tp)
-            if f.name in value
-        }
-        return tp(**kwargs)
+        fields = [(f.name, _decoder(hints[f.name])) for f in dataclasses.fields(tp)]
+        cls = tp
+
+        def dataclass_(value: Any) -> Any:
+            return cls(**{name: decode(value[name]) for name, decode in fields if name in value})
+
+        return dataclass_
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(value)
+        return tp
     if tp is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"{value!r} is not a bool")
-        return value
+
+        def boolean(value: Any) -> Any:
+            if not isinstance(value, bool):
+                raise TypeError(f"{value!r} is not a bool")
+            return value
+
+        return boolean
     if tp in (int, float, str):
-        if not isinstance(value, tp) or isinstance(value, bool):
-            raise TypeError(f"{value!r} is not a {tp.__name__}")
-        return value
+
+        def plain(value: Any) -> Any:
+            if not isinstance(value, tp) or isinstance(value, bool):
+                raise TypeError(f"{value!r} is not a {tp.__name__}")
+            return value
+
+        return plain
     if isinstance(tp, type) and tp.__module__ == "ipaddress":
-        parsed = _ip_any(tp, str(value))
-        if not isinstance(parsed, tp):
-            raise ValueError(f"{value!r} is not an {tp.__name__}")
-        return parsed
+
+        def address(value: Any) -> Any:
+            parsed = _ip_any(tp, str(value))
+            if not isinstance(parsed, tp):
+                raise ValueError(f"{value!r} is not an {tp.__name__}")
+            return parsed
+
+        return address
     raise TypeError(f"cannot decode {tp!r}")
 
 
