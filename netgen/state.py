@@ -394,10 +394,7 @@ def save_record(record: Record) -> None:
         "firewall": record.firewall,
         "complete": record.complete,
     }
-    # One op a line: still read by eye, and written by json's C encoder (an indented
-    # dump goes through its pure-Python one: a third of a second for 1,000 containers).
-    ops = ",\n".join(json.dumps(encode_op(op)) for op in record.ops)
-    text = json.dumps(data)[:-1] + ',\n"ops": [\n' + ops + "\n]}\n"
+    text = json.dumps(data)[:-1] + ',\n"ops": [\n' + _ops_json(record.ops) + "\n]}\n"
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -408,6 +405,22 @@ def save_record(record: Record) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise HostError(f"cannot write netgen's record {path}: {exc.strerror}") from exc
+
+
+#: The ops last written and their JSON: apply writes the same op objects twice (the
+#: incomplete record before it starts, the complete one at the end), encoded once.
+_last_written: tuple[list[o.Op], str] = ([], "")
+
+
+def _ops_json(ops: list[o.Op]) -> str:
+    """One op a line: still read by eye, and written by json's C encoder (an indented
+    dump goes through its pure-Python one: a third of a second for 1,000 containers)."""
+    global _last_written
+    last, text = _last_written
+    if not (len(last) == len(ops) and all(a is b for a, b in zip(last, ops, strict=True))):
+        text = ",\n".join(json.dumps(encode_op(op)) for op in ops)
+        _last_written = (list(ops), text)
+    return text
 
 
 def remove_record(name: str) -> None:
