@@ -665,24 +665,35 @@ def pinned(names: Iterable[str]) -> set[str]:
 
 def wait_gone(names: Collection[str], timeout: float) -> set[str]:
     """Wait until none of the host links `names` exists (the kernel frees a deleted
-    namespace, and the veths in it, asynchronously); returns those still there."""
-    left = set(names)
+    namespace, and the veths in it, asynchronously); returns those still there.
+
+    Each look is an ioctl per name, in order, up to the first one still there (the
+    kernel frees the namespaces released together in one batch): a full link dump per
+    look cost ~10 ms of CPU at 1,000 links, taken from the kernel's cleanup on a
+    small machine.
+    """
+    left = sorted(names)
     if not left:
-        return left
+        return set()
     sock = nl.Socket()
     try:
         deadline = time.monotonic() + timeout
-        delay = 0.002
+        delay = 0.001
         while True:
-            present = set()
-            mask = nl.attr_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS)
-            for reply in sock.dump(nl.RTM_GETLINK, nl.IFINFOMSG.pack(0, 0, 0, 0, 0), mask):
-                a = nl.attrs(reply.body, nl.IFINFOMSG.size)
-                present.add(nl.text(a[nl.IFLA_IFNAME]))
-            left &= present
-            if not left or time.monotonic() > deadline:
-                return left
+            while left and not _exists(sock, left[-1]):
+                left.pop()
+            if not left:
+                return set()
+            if time.monotonic() > deadline:
+                return {name for name in left if _exists(sock, name)}
             time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, 0.01)
     finally:
         sock.close()
+
+
+def _exists(sock: nl.Socket, name: str) -> bool:
+    try:
+        return sock.ifindex(name) is not None
+    except ValueError:  # longer than a device name can be
+        return False
