@@ -128,9 +128,10 @@ class Host:
         routes = self.routes_in(netns)
         if routes is not None:
             routes[:] = [r for r in routes if r.dev != name]
-        for other in (links or {}).values():
-            if other.master == name:
-                other.master = None
+        if link.kind != "veth":  # a veth is no one's master: no need to look at every link
+            for other in (links or {}).values():
+                if other.master == name:
+                    other.master = None
         if link.peer is not None:
             peer = self.link(*link.peer)
             if peer is not None and peer.peer == (netns, name):
@@ -284,6 +285,9 @@ def _pair_veths(host: Host) -> None:
     for name, ns in host.netns.items():
         if ns.reachable:
             spaces[name] = (ns.links, ns.ids)
+    by_index = {
+        here: {link.ifindex: link for link in links.values()} for here, (links, _) in spaces.items()
+    }
     for here, (links, ids) in spaces.items():
         for link in links.values():
             if link.kind != "veth":
@@ -296,12 +300,12 @@ def _pair_veths(host: Host) -> None:
             there = ids.get(link.link_netnsid)
             if there is None and here is None:
                 continue  # a namespace without a name: not one of ours
-            candidates = spaces.get(there)
+            candidates = by_index.get(there)
             if candidates is None:
                 continue
-            for other in candidates[0].values():
-                if other.ifindex == link.link_index and other.link_index == link.ifindex:
-                    link.peer = (there, other.name)
+            other = candidates.get(link.link_index)  # an ifindex names one link in a namespace
+            if other is not None and other.link_index == link.ifindex:
+                link.peer = (there, other.name)
 
 
 def _mount_points() -> set[str]:
