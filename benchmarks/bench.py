@@ -4,7 +4,7 @@
 Run as root from anywhere (it finds the repository it sits in):
 
     sudo python3 benchmarks/bench.py                      # 100, 300, 1000: about 6 minutes
-    sudo python3 benchmarks/bench.py --sizes 100,300      # a quick one
+    sudo python3 benchmarks/bench.py --quick              # 100 and 300: about a minute
     sudo python3 benchmarks/bench.py --sizes 100,300,1000,3000 --json results.json
 
 Every build runs in a FRESH private network + mount namespace (netgen.sandbox), so
@@ -86,6 +86,7 @@ class Result:
     teardown_s: float | None = None
     ms_per_container: float | None = None
     ratio: float | None = None  # setup time / the reference method's at the same size
+    growth: float | None = None  # ms/container / the same method's at the run's smallest size
     note: str = ""
     runs: list[tuple[float, float | None]] = field(default_factory=list)  # (setup, teardown)
 
@@ -345,8 +346,17 @@ def apply_available() -> bool:
 # -- reporting ----------------------------------------------------------------------------
 
 
-def table(results: list[Result], reference: str) -> str:
-    head = ("method", "N", "bridges", "setup s", "ms/ctr", f"x {reference}", "teardown s")
+def table(results: list[Result], reference: str, smallest: int) -> str:
+    head = (
+        "method",
+        "N",
+        "bridges",
+        "setup s",
+        "ms/ctr",
+        f"x {reference}",
+        f"ms/ctr x N={smallest}",
+        "teardown s",
+    )
     rows = [head]
     for r in results:
         rows.append(
@@ -355,8 +365,9 @@ def table(results: list[Result], reference: str) -> str:
                 str(r.containers),
                 str(r.bridges),
                 _num(r.setup_s, 2),
-                _num(r.ms_per_container, 1),
+                _num(r.ms_per_container, 2),
                 _num(r.ratio, 1),
+                _num(r.growth, 2),
                 _num(r.teardown_s, 2) if r.teardown_s is not None else r.note or "n/a",
             )
         )
@@ -375,8 +386,17 @@ def _num(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short run: --sizes 100,300 --compile-size 1000 (about a minute)",
+    )
     parser.add_argument(
         "--sizes",
         default="100,300,1000",
@@ -413,6 +433,8 @@ def main() -> int:
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.compile_size = "100,300", 1000
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     methods = [m for m in args.methods.split(",") if m]
@@ -433,6 +455,7 @@ def main() -> int:
     reference = "apply" if has_apply and "apply" in methods else "batch"
 
     info = machine()
+    info["load_before"] = load_average()
     print(
         f"# {info['cpus']} CPUs ({info['cpu']}), kernel {info['kernel']}, "
         f"iproute2 {info['iproute2']}, Python {info['python']}",
@@ -485,13 +508,25 @@ def main() -> int:
             )
             if r.setup_s is not None and ref is not None and ref.setup_s:
                 r.ratio = r.setup_s / ref.setup_s
+            first = next(
+                (x for x in results if x.method == r.method and x.containers == min(sizes)),
+                None,
+            )
+            if r.ms_per_container is not None and first is not None and first.ms_per_container:
+                r.growth = r.ms_per_container / first.ms_per_container
         compiled = []
         if args.compile_size:
             for extra in ([], ["--batch"]):
                 compiled.append(compile_cost(work, args.compile_size, extra))
     elapsed = time.perf_counter() - started
+    info["load_after"] = load_average()
 
-    print(table(results, "apply" if reference == "apply" else "batch"))
+    print(
+        f"# {info['cpus']} CPUs ({info['cpu']}), kernel {info['kernel']}, "
+        f"iproute2 {info['iproute2']}, Python {info['python']}; load average "
+        f"{info['load_before']} before, {info['load_after']} after ({elapsed:.0f} s)"
+    )
+    print(table(results, "apply" if reference == "apply" else "batch", min(sizes)))
     for c in compiled:
         print(
             f"netgen {c['args']}: {c['containers']} containers over {c['bridges']} bridges: "

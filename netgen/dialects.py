@@ -257,6 +257,8 @@ class _Dialect:
         else:
             out = self._chapter_veth(op, mtu, mac)
         out.append(self.ip(op.netns, "link", "set", "dev", op.name, "alias", o.mark(op.owner)))
+        if not op.autoconf:
+            out.append(self.ip(op.netns, "link", "set", "dev", op.name, "addrgenmode", "none"))
         if not op.peer_autoconf:
             out.append(self.ip(op.peer_netns, "link", "set", "dev", op.peer, "addrgenmode", "none"))
         return out

@@ -290,13 +290,21 @@ class _Job:
         self.progress = progress
         self.owner = spec.name
 
-    def read(self, netns: set[str], paths: set[str], probes: list[tuple[str, ...]]) -> state.Host:
+    def read(
+        self,
+        netns: set[str],
+        paths: set[str],
+        probes: list[tuple[str, ...]],
+        links_only: bool = False,
+    ) -> state.Host:
         """The snapshot; on the fast path each namespace is read with netlink dumps, by
-        sockets closed right after (an open one would keep a deleted namespace alive)."""
+        sockets closed right after (an open one would keep a deleted namespace alive);
+        `links_only` (a plan that only removes) skips the namespaces' addresses and routes."""
         if not self.fast:
             return state.read(netns, paths, probes)
         with netlink.Namespaces() as nss:
-            return state.read(netns, paths, probes, reader=fastpath.Reader(nss, netns))
+            reader = fastpath.Reader(nss, netns, links_only)
+            return state.read(netns, paths, probes, reader=reader)
 
     def plan(
         self, desired: list[o.Op], extra_old: list[o.Op]
@@ -311,6 +319,7 @@ class _Job:
             p.namespaces([*desired, *old]),
             p.paths([*desired, *old]),
             p.probes(desired, old, self.firewall, old_firewall),
+            links_only=not desired,
         )
         result = p.plan(
             desired,

@@ -302,7 +302,7 @@ class NetlinkRunner:
     def __init__(self, fallback: ex.Runner | None = None) -> None:
         self.fallback = fallback if fallback is not None else ex.RealRunner()
         self._nss: nl.Namespaces | None = None
-        self._index: dict[tuple[str | None, str], int] = {}  # (netns, dev) -> ifindex
+        self._index: dict[str | None, dict[str, int]] = {}  # netns -> dev -> ifindex
         self.sent = 0  # requests sent: for tests and the profile
 
     @property
@@ -336,26 +336,31 @@ class NetlinkRunner:
     def index(self, netns: str | None, dev: str) -> int:
         """The ifindex of a device, remembered until a request of ours may change it (a
         bridge is looked up once, not once per port)."""
-        key = (netns, dev)
-        if key not in self._index:
-            link = self.link(netns, dev)
-            if link is None:
+        known = self._index.setdefault(netns, {})
+        index = known.get(dev)
+        if index is None:
+            try:
+                index = self.socket(netns).ifindex(dev)
+            except ValueError:  # longer than a device name can be: let the kernel say so
+                link = self.link(netns, dev)
+                index = link.ifindex if link is not None else None
+            if index is None:
                 raise nl.NetlinkError(errno.ENODEV, f'Cannot find device "{dev}"')
-            self._index[key] = link.ifindex
-        return self._index[key]
+            known[dev] = index
+        return index
 
     def _forget(self, action: Action) -> None:
         """Drop the ifindexes a request may invalidate: the links it deletes or creates
         (a name can come back with a new ifindex), all of a namespace it adds or deletes."""
         if isinstance(action, NetnsRequest):
-            self._index = {k: v for k, v in self._index.items() if k[0] != action.name}
+            self._index.pop(action.name, None)
         elif action.kind == nl.RTM_DELLINK and action.index_of is not None:
-            self._index.pop((action.netns, action.index_of), None)
+            self._index.get(action.netns, {}).pop(action.index_of, None)
         elif action.kind == nl.RTM_NEWLINK and action.ifname is not None:
-            self._index.pop((action.netns, action.ifname), None)
+            self._index.get(action.netns, {}).pop(action.ifname, None)
             if action.peer_name is not None:
                 where = action.peer_netns if action.peer_netns is not None else action.netns
-                self._index.pop((where, action.peer_name), None)
+                self._index.get(where, {}).pop(action.peer_name, None)
 
     def netns_fd(self, netns: str) -> int:
         self.socket(netns)  # opens it, or says why not as `ip` does
@@ -452,12 +457,16 @@ class Reader:
     namespace ids that name the other ends of veths: the snapshot `ip -j` gives.
 
     `names`: the namespaces this snapshot reads; ids are looked up only for those,
-    and only for ids that a veth actually points at.
+    and only for ids that a veth actually points at. `links_only`: the named
+    namespaces' links without their addresses and routes (the host is read whole), for
+    a plan that only removes: whether a namespace or veth is there and whose it is
+    needs no more, and it halves the requests of reading 1,000 namespaces.
     """
 
-    def __init__(self, nss: nl.Namespaces, names: Iterable[str]) -> None:
+    def __init__(self, nss: nl.Namespaces, names: Iterable[str], links_only: bool = False) -> None:
         self.nss = nss
         self.names = sorted(set(names))
+        self.links_only = links_only
 
     def __call__(self, netns: str | None) -> tuple[dict[str, Link], list[Route], dict[int, str]]:
         try:
@@ -481,6 +490,9 @@ class Reader:
                 link.master = names.get(int(link.master), f"if{link.master}")
             if link.link_name is not None:
                 link.link_name = names.get(int(link.link_name), f"if{link.link_name}")
+        if self.links_only and netns is not None:
+            links = {link.name: link for link in by_index.values()}
+            return links, [], self._ids(netns, sock, links.values())
         # as state._read_ns: every IPv4 address, global IPv6 ones
         for reply in sock.dump(nl.RTM_GETADDR, nl.IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
             family, prefixlen, _, scope, index = nl.IFADDRMSG.unpack_from(reply.body)
@@ -653,24 +665,35 @@ def pinned(names: Iterable[str]) -> set[str]:
 
 def wait_gone(names: Collection[str], timeout: float) -> set[str]:
     """Wait until none of the host links `names` exists (the kernel frees a deleted
-    namespace, and the veths in it, asynchronously); returns those still there."""
-    left = set(names)
+    namespace, and the veths in it, asynchronously); returns those still there.
+
+    Each look is an ioctl per name, in order, up to the first one still there (the
+    kernel frees the namespaces released together in one batch): a full link dump per
+    look cost ~10 ms of CPU at 1,000 links, taken from the kernel's cleanup on a
+    small machine.
+    """
+    left = sorted(names)
     if not left:
-        return left
+        return set()
     sock = nl.Socket()
     try:
         deadline = time.monotonic() + timeout
-        delay = 0.002
+        delay = 0.001
         while True:
-            present = set()
-            mask = nl.attr_u32(nl.IFLA_EXT_MASK, nl.RTEXT_FILTER_SKIP_STATS)
-            for reply in sock.dump(nl.RTM_GETLINK, nl.IFINFOMSG.pack(0, 0, 0, 0, 0), mask):
-                a = nl.attrs(reply.body, nl.IFINFOMSG.size)
-                present.add(nl.text(a[nl.IFLA_IFNAME]))
-            left &= present
-            if not left or time.monotonic() > deadline:
-                return left
+            while left and not _exists(sock, left[-1]):
+                left.pop()
+            if not left:
+                return set()
+            if time.monotonic() > deadline:
+                return {name for name in left if _exists(sock, name)}
             time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, 0.01)
     finally:
         sock.close()
+
+
+def _exists(sock: nl.Socket, name: str) -> bool:
+    try:
+        return sock.ifindex(name) is not None
+    except ValueError:  # longer than a device name can be
+        return False

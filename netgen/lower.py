@@ -140,6 +140,9 @@ def _container(
                 # dual-stack: the container keeps its link-local address (neighbour
                 # discovery, router advertisements); IPv4-only skips it, which is faster
                 peer_autoconf=leg.address6 is not None,
+                # the host end is a bridge port: no link-local address, DAD, RS or MLD
+                # (each port's IPv6 routes made every port change O(ports) in the kernel)
+                autoconf=False,
                 loc=leg.loc,
             ),
             o.SetMaster(leg.host_ifname, bridge.name, leg.loc),

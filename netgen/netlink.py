@@ -12,7 +12,8 @@ What is here, and nothing netgen-specific:
   `rtmsg`, `rtgenmsg`) and rtattrs (`attr`, `nest`); `attrs()` reads them back;
 - `Socket`: one NETLINK_ROUTE socket bound to the namespace it was opened in;
   `request()` sends one message and waits for its ack (the kernel's extended-ack text
-  becomes the error, as `ip` prints it), `dump()` collects a dump;
+  becomes the error, as `ip` prints it), `dump()` collects a dump, `ifindex()` looks
+  a device up by name (an ioctl);
 - `Namespaces`: named network namespaces as `ip netns` keeps them under
   /var/run/netns: a socket per namespace (opened after setns() into it, kept in a small
   cache because each one pins its namespace), `add()` and `delete()` exactly as
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import socket
 import struct
@@ -35,6 +37,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 NETNS_DIR = "/var/run/netns"
+
+# <linux/sockios.h>, <linux/if.h>: struct ifreq as SIOCGIFINDEX reads and fills it
+SIOCGIFINDEX = 0x8933
+IFNAMSIZ = 16
+_IFREQ = struct.Struct("=16si20x")  # name, ifindex, the rest of the 40-byte union
 
 # <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_link.h>, <linux/net_namespace.h>
 NLM_F_REQUEST = 0x1
@@ -229,6 +236,22 @@ class Socket:
             if reply.kind == NLMSG_ERROR:
                 return
         raise NetlinkError(errno.EPROTO, "RTNETLINK answers: no acknowledgement")
+
+    def ifindex(self, name: str) -> int | None:
+        """The ifindex of device `name` in this socket's namespace (None: no such device),
+        by the SIOCGIFINDEX ioctl, which any socket answers for its own namespace: a
+        system call, where an RTM_GETLINK is a round trip and a reply to decode.
+        ValueError for a name longer than a device name can be."""
+        raw = name.encode()
+        if len(raw) >= IFNAMSIZ:
+            raise ValueError(name)
+        try:
+            reply = fcntl.ioctl(self.sock.fileno(), SIOCGIFINDEX, _IFREQ.pack(raw, 0))
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                return None
+            raise
+        return int(_IFREQ.unpack(reply)[1])
 
     def dump(self, kind: int, header: bytes, *attributes: bytes) -> list[Reply]:
         """Every object of a kind (links, addresses, routes) in this socket's namespace."""

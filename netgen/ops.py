@@ -91,6 +91,7 @@ class AddVeth:
     mtu: int | None = None
     peer_mac: str | None = None
     peer_autoconf: bool = False  # IPv6 address autoconfiguration on the peer end
+    autoconf: bool = True  # ... on the `name` end; off for a bridge port, which needs no address
     loc: Loc = field(default=NOWHERE, compare=False)
 
     def inverse(self) -> DelVeth:

@@ -141,9 +141,10 @@ class Host:
         routes = self.routes_in(netns)
         if routes is not None:
             routes[:] = [r for r in routes if r.dev != name]
-        for other in (links or {}).values():
-            if other.master == name:
-                other.master = None
+        if link.kind != "veth":  # a veth is no one's master: no need to look at every link
+            for other in (links or {}).values():
+                if other.master == name:
+                    other.master = None
         if link.peer is not None:
             peer = self.link(*link.peer)
             if peer is not None and peer.peer == (netns, name):
@@ -341,6 +342,9 @@ def _pair_veths(host: Host) -> None:
     for name, ns in host.netns.items():
         if ns.reachable:
             spaces[name] = (ns.links, ns.ids)
+    by_index = {
+        here: {link.ifindex: link for link in links.values()} for here, (links, _) in spaces.items()
+    }
     for here, (links, ids) in spaces.items():
         for link in links.values():
             if link.kind != "veth":
@@ -353,12 +357,12 @@ def _pair_veths(host: Host) -> None:
             there = ids.get(link.link_netnsid)
             if there is None and here is None:
                 continue  # a namespace without a name: not one of ours
-            candidates = spaces.get(there)
+            candidates = by_index.get(there)
             if candidates is None:
                 continue
-            for other in candidates[0].values():
-                if other.ifindex == link.link_index and other.link_index == link.ifindex:
-                    link.peer = (there, other.name)
+            other = candidates.get(link.link_index)  # an ifindex names one link in a namespace
+            if other is not None and other.link_index == link.ifindex:
+                link.peer = (there, other.name)
 
 
 def _mount_points() -> set[str]:
@@ -451,10 +455,7 @@ def save_record(record: Record) -> None:
         "firewall": record.firewall,
         "complete": record.complete,
     }
-    # One op a line: still read by eye, and written by json's C encoder (an indented
-    # dump goes through its pure-Python one: a third of a second for 1,000 containers).
-    ops = ",\n".join(json.dumps(encode_op(op)) for op in record.ops)
-    text = json.dumps(data)[:-1] + ',\n"ops": [\n' + ops + "\n]}\n"
+    text = json.dumps(data)[:-1] + ',\n"ops": [\n' + _ops_json(record.ops) + "\n]}\n"
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -465,6 +466,22 @@ def save_record(record: Record) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise HostError(f"cannot write netgen's record {path}: {exc.strerror}") from exc
+
+
+#: The ops last written and their JSON: apply writes the same op objects twice (the
+#: incomplete record before it starts, the complete one at the end), encoded once.
+_last_written: tuple[list[o.Op], str] = ([], "")
+
+
+def _ops_json(ops: list[o.Op]) -> str:
+    """One op a line: still read by eye, and written by json's C encoder (an indented
+    dump goes through its pure-Python one: a third of a second for 1,000 containers)."""
+    global _last_written
+    last, text = _last_written
+    if not (len(last) == len(ops) and all(a is b for a, b in zip(last, ops, strict=True))):
+        text = ",\n".join(json.dumps(encode_op(op)) for op in ops)
+        _last_written = (list(ops), text)
+    return text
 
 
 def remove_record(name: str) -> None:
@@ -519,54 +536,81 @@ def _hints(tp: type) -> dict[str, Any]:
 
 
 def _decode(tp: Any, value: Any) -> Any:
+    return _decoder(tp)(value)
+
+
+@functools.cache
+def _decoder(tp: Any) -> Callable[[Any], Any]:
+    """The function that decodes a value of type `tp`, worked out once per type (doing
+    it per value costs a quarter of a second for a record of 1,000 containers)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _decode(arg, value)
-            except (TypeError, ValueError) as exc:
-                errors.append(str(exc))
-        raise ValueError("; ".join(errors) or f"no type of {tp} fits {value!r}")
+        optional = type(None) in typing.get_args(tp)
+        choices = [_decoder(arg) for arg in typing.get_args(tp) if arg is not type(None)]
+
+        def union(value: Any) -> Any:
+            if value is None and optional:
+                return None
+            errors = []
+            for choice in choices:
+                try:
+                    return choice(value)
+                except (TypeError, ValueError) as exc:
+                    errors.append(str(exc))
+            raise ValueError("; ".join(errors) or f"no type of {tp} fits {value!r}")
+
+        return union
     if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ValueError(f"{value!r} is not one of {typing.get_args(tp)}")
-        return value
+        allowed = typing.get_args(tp)
+
+        def literal(value: Any) -> Any:
+            if value not in allowed:
+                raise ValueError(f"{value!r} is not one of {allowed}")
+            return value
+
+        return literal
     if origin in (tuple, list, frozenset, set):
         args = typing.get_args(tp)
-        item = args[0] if args else Any
-        items = [_decode(item, v) for v in value]
-        return origin(items)
+        item = _decoder(args[0] if args else Any)
+        return lambda value: origin(item(v) for v in value)
     if tp is Any:
-        return value
+        return lambda value: value
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         hints = _hints(tp)
-        kwargs = {
-            f.name: _decode(hints[f.name], value[f.name])
-            for f in dataclasses.fields(tp)
-            if f.name in value
-        }
-        return tp(**kwargs)
+        fields = [(f.name, _decoder(hints[f.name])) for f in dataclasses.fields(tp)]
+        cls = tp
+
+        def dataclass_(value: Any) -> Any:
+            return cls(**{name: decode(value[name]) for name, decode in fields if name in value})
+
+        return dataclass_
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(value)
+        return tp
     if tp is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"{value!r} is not a bool")
-        return value
+
+        def boolean(value: Any) -> Any:
+            if not isinstance(value, bool):
+                raise TypeError(f"{value!r} is not a bool")
+            return value
+
+        return boolean
     if tp in (int, float, str):
-        if not isinstance(value, tp) or isinstance(value, bool):
-            raise TypeError(f"{value!r} is not a {tp.__name__}")
-        return value
+
+        def plain(value: Any) -> Any:
+            if not isinstance(value, tp) or isinstance(value, bool):
+                raise TypeError(f"{value!r} is not a {tp.__name__}")
+            return value
+
+        return plain
     if isinstance(tp, type) and tp.__module__ == "ipaddress":
-        parsed = _ip_any(tp, str(value))
-        if not isinstance(parsed, tp):
-            raise ValueError(f"{value!r} is not an {tp.__name__}")
-        return parsed
+
+        def address(value: Any) -> Any:
+            parsed = _ip_any(tp, str(value))
+            if not isinstance(parsed, tp):
+                raise ValueError(f"{value!r} is not an {tp.__name__}")
+            return parsed
+
+        return address
     raise TypeError(f"cannot decode {tp!r}")
 
 

@@ -10,10 +10,12 @@ request, idempotency, ownership, destroy leaving nothing).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -346,9 +348,24 @@ class Driver:
         self.fifo = fifo
         self.proc = sb.spawn(["python3", "-c", DRIVER, str(path), "--fifo", str(fifo)])
 
+    def send(self, text: str) -> None:
+        """Write to the FIFO once the driver has it open; fail (not hang) if it died."""
+        while True:
+            try:
+                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    raise
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                raise AssertionError(f"driver died (exit {self.proc.returncode}): {err}")
+            time.sleep(0.01)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+
     def __call__(self, run: str) -> dict[str, Any]:
-        with open(self.fifo, "w") as f:
-            f.write(run + "\n")
+        self.send(run + "\n")
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert line, f"driver died: {self.proc.stderr.read() if self.proc.stderr else ''}"
@@ -356,8 +373,7 @@ class Driver:
         return result
 
     def close(self) -> None:
-        with open(self.fifo, "w") as f:
-            f.write("\n")
+        self.send("\n")
         self.proc.wait()
 
 
@@ -439,13 +455,21 @@ def test_kernel_refusal_names_the_command_as_ip_does(sandbox: Sandbox, tmp_path:
 
 READER = textwrap.dedent(
     """
-    import sys
+    import dataclasses, sys
     from netgen import fastpath, netlink, state
     names = set(sys.argv[1:])
     by_ip = state.read(names, [])
     with netlink.Namespaces() as nss:
         by_netlink = state.read(names, [], reader=fastpath.Reader(nss, names))
+        light = state.read(names, [], reader=fastpath.Reader(nss, names, links_only=True))
     assert by_ip == by_netlink, (by_ip, by_netlink)
+    # links_only (a plan that only removes): the same links, peers and marks, the host
+    # whole, no addresses or routes inside the namespaces
+    assert (light.links, light.routes) == (by_ip.links, by_ip.routes)
+    for name, ns in by_ip.netns.items():
+        for link in ns.links.values():
+            link.addresses.clear()
+        assert light.netns[name] == dataclasses.replace(ns, routes=[]), name
     peers = {(n, l.name): l.peer for n, ns in by_ip.netns.items() for l in ns.links.values()}
     v6 = sum(":" in r.dst.compressed for ns in by_ip.netns.values() for r in ns.routes)
     print(sum(peer is not None for peer in peers.values()), v6)
@@ -503,3 +527,32 @@ def test_destroy_while_a_process_holds_a_namespace(sandbox: Sandbox, tmp_path: P
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+IFINDEX = textwrap.dedent(
+    """
+    import json, subprocess
+    from netgen import netlink
+    subprocess.run(["ip", "netns", "add", "x"], check=True)
+    subprocess.run(["ip", "-n", "x", "link", "add", "name", "d0", "type", "bridge"], check=True)
+    out = subprocess.run(["ip", "-n", "x", "-j", "link", "show", "d0"], capture_output=True)
+    want = json.loads(out.stdout)[0]["ifindex"]
+    with netlink.Namespaces() as nss:
+        host, x = nss.socket(None), nss.socket("x")
+        got = [host.ifindex("lo"), x.ifindex("lo"), x.ifindex("d0"), host.ifindex("d0")]
+        try:
+            host.ifindex("d" * 16)
+        except ValueError:
+            got.append("too long")
+    print(json.dumps([want, got]))
+    """
+)
+
+
+@kernel
+def test_ifindex_is_looked_up_in_the_sockets_own_namespace(sandbox: Sandbox) -> None:
+    res = sandbox.run(["python3", "-c", IFINDEX], check=False)
+    assert res.returncode == 0, res.stderr
+    want, got = json.loads(res.stdout)
+    assert want > 1
+    assert got == [1, 1, want, None, "too long"]

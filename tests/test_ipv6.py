@@ -217,8 +217,10 @@ class TestLowering:
             "ip -n a -6 route add default via fd00:1::1 dev eth0",
         ):
             assert line in text.splitlines()
-        # the container keeps its link-local address on a dual-stack bridge
-        assert "addrgenmode none" not in text
+        # the container keeps its link-local address on a dual-stack bridge; the host
+        # end is a bridge port, which needs none
+        assert "ip -n a link set dev eth0 addrgenmode none" not in text.splitlines()
+        assert "ip link set dev vb16c08-a addrgenmode none" in text.splitlines()
 
     def test_ipv4_only_keeps_the_speed_default(self) -> None:
         text = script("version: 1\nbridges: {br0: {subnet: 10.0.0.0/24}}\ncontainers: {a: {}}\n")

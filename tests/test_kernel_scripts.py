@@ -514,9 +514,10 @@ def strip_marks(st: State, owner: str) -> tuple[State, set[tuple[str | None, str
     return st, found
 
 
-def ipv6_generation(sb: Sandbox, pid: str, ifname: str) -> tuple[str, list[str]]:
-    """(IPv6 address generation mode, scopes of its IPv6 addresses) of a link in a netns."""
-    enter = ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-j"]
+def ipv6_generation(sb: Sandbox, pid: str | None, ifname: str) -> tuple[str, list[str]]:
+    """(IPv6 address generation mode, scopes of its IPv6 addresses) of a link in a netns
+    (None: the host)."""
+    enter = ["ip", "-j"] if pid is None else ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-j"]
     (link,) = json.loads(sb.run([*enter, "-d", "link", "show", ifname]).stdout)
     addrs = json.loads(sb.run([*enter, "-6", "addr", "show", ifname]).stdout)  # [] if none
     return link["inet6_addr_gen_mode"], [a["scope"] for x in addrs for a in x["addr_info"]]
@@ -581,6 +582,7 @@ def chapter_walkthrough(sandbox: Sandbox) -> Iterator[State]:
     assert sandbox.ping(pid, "172.17.42.1")
     # The chapter's eth0 has an IPv6 link-local address; state() leaves those out.
     assert ipv6_generation(sandbox, pid, "eth0") == ("eui64", ["link"])
+    assert ipv6_generation(sandbox, None, "A") == ("eui64", ["link"])
     yield rename_netns(sandbox.state(), {pid: "$pid"})
     assert proc.poll() is None
 
@@ -602,6 +604,8 @@ def test_walkthrough_matches_the_chapter(
         # puts in the container (`addrgenmode none`; the specs are IPv4-only), so eth0 has
         # no fe80:: address.  state() leaves link-local addresses out; this pins it.
         assert ipv6_generation(sb, pid, "eth0") == ("none", [])
+        # ... and on the host end A, a bridge port, which needs no address either.
+        assert ipv6_generation(sb, None, "A") == ("none", [])
         ours = rename_netns(sb.state(), {pid: "$pid"})
         assert proc.poll() is None
     # Deliberate difference 2: netgen marks what it creates (ifalias netgen:<spec>) so

@@ -230,6 +230,7 @@ class TestIproute2:
             "ip -n web link set dev lo up",
             "ip link add name A type veth peer name eth0 netns web",
             "ip link set dev A alias netgen:walkthrough",
+            "ip link set dev A addrgenmode none",
             "ip -n web link set dev eth0 addrgenmode none",
             "ip link set dev A master docker0",
             "ip link set dev A up",
@@ -461,6 +462,7 @@ class TestOps:
             "mtu": None,
             "peer_mac": None,
             "peer_autoconf": False,
+            "autoconf": False,
             "loc": {
                 "file": "specs/walkthrough.yaml",
                 "line": 10,
