@@ -278,10 +278,13 @@ class _Dialect:
         argv += ["dstport", str(op.port)]
         if op.dev is not None:
             argv += ["dev", op.dev]
-        return [
+        out = [
             Cmd(tuple(argv)),
             self.ip(op.netns, "link", "set", "dev", op.name, "alias", o.mark(op.owner)),
         ]
+        if not op.autoconf:
+            out.append(self.ip(op.netns, "link", "set", "dev", op.name, "addrgenmode", "none"))
+        return out
 
     def _chapter_veth(self, op: o.AddVeth, mtu: tuple[str, ...], mac: tuple[str, ...]) -> list[Cmd]:
         """Create on the host under temporary names, move each end, rename it there."""

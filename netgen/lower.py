@@ -99,7 +99,17 @@ def _bridge(spec: m.Spec, b: m.Bridge, here: str | None) -> list[o.Op]:
         vx = b.vxlan_dev
         out += [
             o.AddVxlan(
-                vx, None, b.vni, me.address, None, b.vxlan_port, me.dev, spec.name, b.mtu, b.loc
+                vx,
+                None,
+                b.vni,
+                me.address,
+                None,
+                b.vxlan_port,
+                me.dev,
+                spec.name,
+                b.mtu,
+                autoconf=False,  # a bridge port, like the host end of a leg: no address
+                loc=b.loc,
             ),
             o.SetMaster(vx, b.name, b.loc),
             o.LinkUp(vx, None, b.loc),
@@ -180,7 +190,7 @@ def _link(spec: m.Spec, link: m.Link, here: str | None) -> list[o.Op]:
                 me.dev,
                 spec.name,
                 mtu,
-                link.loc,
+                loc=link.loc,
             )
         ]
         return out + _link_end(*ends[0], link)

@@ -114,6 +114,7 @@ class AddVxlan:
     dev: str | None
     owner: str
     mtu: int | None = None
+    autoconf: bool = True  # IPv6 address autoconfiguration; off for a bridge port
     loc: Loc = field(default=NOWHERE, compare=False)
 
     def inverse(self) -> DelVxlan:

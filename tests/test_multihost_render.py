@@ -100,13 +100,14 @@ class TestEveryHost:
 class TestWhatEachHostGets:
     def test_the_bridge_its_gateway_the_vxlan_device_and_a_flood_entry_per_peer(self) -> None:
         cmds = commands(example(), "h2")
-        assert cmds[:10] == [
+        assert cmds[:11] == [
             "ip link add name br0 mtu 1450 type bridge",
             "ip link set dev br0 alias netgen:multihost",
             "ip addr add 10.10.0.2/24 dev br0",
             "ip link set dev br0 up",
             "ip link add name vx100 mtu 1450 type vxlan id 100 local 192.0.2.12 dstport 4789",
             "ip link set dev vx100 alias netgen:multihost",
+            "ip link set dev vx100 addrgenmode none",
             "ip link set dev vx100 master br0",
             "ip link set dev vx100 up",
             "bridge fdb append 00:00:00:00:00:00 dev vx100 dst 192.0.2.11",
