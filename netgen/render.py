@@ -166,13 +166,18 @@ def render_batch(
 def group(ops: list[o.Op], dialect: str, firewall: str = "iptables") -> list[Group]:
     """Consecutive commands from the same spec element share one comment."""
     groups: list[Group] = []
+    last: m.Loc | str | None = None  # the `where` of the last group: most ops repeat it
     for op in ops:
         for where, cmds in sections(op, dialect, firewall):
+            if where is last:
+                groups[-1].cmds.extend(cmds)
+                continue
             comment = where if isinstance(where, str) else _where(where)
             if groups and groups[-1].comment == comment:
                 groups[-1].cmds.extend(cmds)
             else:
                 groups.append(Group(comment, list(cmds)))
+            last = where
     return groups
 
 
