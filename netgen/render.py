@@ -196,13 +196,18 @@ def shell(value: str | Iterable[str]) -> str:
 _quote = cache(shlex.quote)
 
 
+def _words(argv: tuple[str, ...]) -> str:
+    """`shell` of a command's argv, whose words are already strings (no `str` of each)."""
+    return " ".join(map(_quote, argv))
+
+
 def command(cmd: Cmd) -> str:
     """One command as the script writes it: under its guard, fed its heredoc, quoted by
     `shell`. A filter rather than a template macro: a macro call costs more than the
     formatting, and a script has one per command."""
-    text = shell(cmd.argv)
+    text = _words(cmd.argv)
     if cmd.guard:
-        text = f"if {shell(cmd.guard)} 2>/dev/null; then {text}; fi"
+        text = f"if {_words(cmd.guard)} 2>/dev/null; then {text}; fi"
     if cmd.stdin is not None:
         end = heredoc_end(cmd.stdin)
         text += f" <<'{end}'\n{heredoc(cmd.stdin)}{end}"
