@@ -227,6 +227,7 @@ _TAKES_VALUE = (
     "broadcast",
 )
 _FLAGS = ("up", "down")
+_TAKES_ARGUMENT = frozenset((*_TAKES_DEVICE, "netns", *_TAKES_VALUE))  # word then its value
 
 
 def touches(
@@ -268,7 +269,7 @@ def _link_devices(netns: str | None, verb: str, args: tuple[str, ...]) -> set[Re
         if word == "peer" and verb == "add":
             sides.append(([], []))
             i += 1
-        elif word in (*_TAKES_DEVICE, "netns", *_TAKES_VALUE) and i + 1 < len(args):
+        elif word in _TAKES_ARGUMENT and i + 1 < len(args):
             value = args[i + 1]
             if word == "master":
                 out.add((netns, value))
