@@ -335,9 +335,12 @@ def stages(ops: list[o.Op], dialect: str = "iproute2", firewall: str = "iptables
     """
     steps: list[_Step] = []
     clock = _Clock()
+    last: Loc | str | None = None  # most ops share their `where` with the op before
+    comment = ""
     for op in ops:
         for where, cmds in sections(op, dialect, firewall):
-            comment = describe(where)
+            if where is not last:
+                comment, last = describe(where), where
             for cmd in cmds:
                 netns, opts, line = split(cmd.argv)
                 if cmd.stdin is not None or cmd.guard is not None:
