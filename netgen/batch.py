@@ -227,6 +227,7 @@ _TAKES_VALUE = (
     "broadcast",
 )
 _FLAGS = ("up", "down")
+_TAKES_ARGUMENT = frozenset((*_TAKES_DEVICE, "netns", *_TAKES_VALUE))  # word then its value
 
 
 def touches(
@@ -268,7 +269,7 @@ def _link_devices(netns: str | None, verb: str, args: tuple[str, ...]) -> set[Re
         if word == "peer" and verb == "add":
             sides.append(([], []))
             i += 1
-        elif word in (*_TAKES_DEVICE, "netns", *_TAKES_VALUE) and i + 1 < len(args):
+        elif word in _TAKES_ARGUMENT and i + 1 < len(args):
             value = args[i + 1]
             if word == "master":
                 out.add((netns, value))
@@ -334,9 +335,12 @@ def stages(ops: list[o.Op], dialect: str = "iproute2", firewall: str = "iptables
     """
     steps: list[_Step] = []
     clock = _Clock()
+    last: Loc | str | None = None  # most ops share their `where` with the op before
+    comment = ""
     for op in ops:
         for where, cmds in sections(op, dialect, firewall):
-            comment = describe(where)
+            if where is not last:
+                comment, last = describe(where), where
             for cmd in cmds:
                 netns, opts, line = split(cmd.argv)
                 if cmd.stdin is not None or cmd.guard is not None:

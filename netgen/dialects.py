@@ -67,7 +67,7 @@ def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") ->
         )
     if isinstance(op, _FIREWALL_OPS):
         return [cmd for _, cmds in sections(op, dialect, firewall) for cmd in cmds]
-    d = _Dialect(dialect)
+    d = _BY_NAME[dialect]
     match op:
         case o.AddNetns(name=name, owner=owner):
             return [
@@ -301,6 +301,9 @@ class _Dialect:
             if extra:
                 out.append(self.ip(netns, "link", "set", "dev", name, *extra))
         return out
+
+
+_BY_NAME = {name: _Dialect(name) for name in DIALECTS}  # one each: `commands` runs per op
 
 
 def scratch_names(op: o.AddVeth) -> tuple[str, str]:

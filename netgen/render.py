@@ -166,13 +166,18 @@ def render_batch(
 def group(ops: list[o.Op], dialect: str, firewall: str = "iptables") -> list[Group]:
     """Consecutive commands from the same spec element share one comment."""
     groups: list[Group] = []
+    last: m.Loc | str | None = None  # the `where` of the last group: most ops repeat it
     for op in ops:
         for where, cmds in sections(op, dialect, firewall):
+            if where is last:
+                groups[-1].cmds.extend(cmds)
+                continue
             comment = where if isinstance(where, str) else _where(where)
             if groups and groups[-1].comment == comment:
                 groups[-1].cmds.extend(cmds)
             else:
                 groups.append(Group(comment, list(cmds)))
+            last = where
     return groups
 
 
@@ -191,13 +196,18 @@ def shell(value: str | Iterable[str]) -> str:
 _quote = cache(shlex.quote)
 
 
+def _words(argv: tuple[str, ...]) -> str:
+    """`shell` of a command's argv, whose words are already strings (no `str` of each)."""
+    return " ".join(map(_quote, argv))
+
+
 def command(cmd: Cmd) -> str:
     """One command as the script writes it: under its guard, fed its heredoc, quoted by
     `shell`. A filter rather than a template macro: a macro call costs more than the
     formatting, and a script has one per command."""
-    text = shell(cmd.argv)
+    text = _words(cmd.argv)
     if cmd.guard:
-        text = f"if {shell(cmd.guard)} 2>/dev/null; then {text}; fi"
+        text = f"if {_words(cmd.guard)} 2>/dev/null; then {text}; fi"
     if cmd.stdin is not None:
         end = heredoc_end(cmd.stdin)
         text += f" <<'{end}'\n{heredoc(cmd.stdin)}{end}"

@@ -23,6 +23,7 @@ MAX_NODES = 4_000_000  # nodes visited, aliases counted each time they are reach
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _scalars = yaml.constructor.SafeConstructor()
+_STR_TAG = "tag:yaml.org,2002:str"
 
 Node = yaml.Node
 
@@ -105,13 +106,16 @@ class Source:
                 self.error(knode, path, "keys must be plain strings")
                 continue
             key = str(knode.value)
-            sub = join(path, key)
             if key in out:
                 first = out[key][0].start_mark.line + 1
-                self.error(knode, sub, f"duplicate key {key!r} (first given on line {first})")
+                self.error(
+                    knode, join(path, key), f"duplicate key {key!r} (first given on line {first})"
+                )
                 continue
             if allowed is not None and key not in allowed:
-                self.error(knode, sub, f"unknown key {key!r}{did_you_mean(key, allowed)}")
+                self.error(
+                    knode, join(path, key), f"unknown key {key!r}{did_you_mean(key, allowed)}"
+                )
                 continue
             out[key] = (knode, vnode)
         return out
@@ -130,6 +134,8 @@ class Source:
         if not isinstance(node, yaml.ScalarNode):
             self.error(node, path, f"expected a single value, got {_kind(node)}")
             return None
+        if node.tag == _STR_TAG:  # most values: the constructor would return node.value
+            return node.value
         try:
             return _scalars.construct_object(node)
         except yaml.YAMLError as exc:
