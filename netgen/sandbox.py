@@ -596,20 +596,21 @@ class Sandbox:
         argv: Sequence[str],
         *,
         netns: str | None = None,
+        stdin: int | IO[Any] | None = subprocess.DEVNULL,
         stdout: int | IO[Any] | None = subprocess.PIPE,
         stderr: int | IO[Any] | None = subprocess.PIPE,
     ) -> subprocess.Popen[str]:
         """Start a long-running process inside (optionally in a named netns).
 
         It gets its own process group and is killed by close(); callers may read its
-        (text) stdout, e.g. to wait for a readiness line.
+        (text) stdout, e.g. to wait for a readiness line, or feed it lines on stdin.
         """
         args = self._argv(argv)
         if netns is not None:
             args = ["ip", "netns", "exec", netns, *args]
         proc = subprocess.Popen(
             self._prefix(None) + args,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=stdout,
             stderr=stderr,
             text=True,

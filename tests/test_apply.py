@@ -9,7 +9,6 @@ namespaces. Addresses come from private ranges that only exist in there.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -33,7 +32,7 @@ kernel = pytest.mark.kernel
 
 # Runs inside the sandbox: apply/destroy through a RecordingRunner around the real
 # runner, one run per word VERB[:FAIL_AT[:ACTION:AT[:ARG]]], printing one JSON line
-# per run. The runs come from the command line, or line by line from a FIFO (one
+# per run. The runs come from the command line, or line by line on stdin (one
 # long-lived process for a loop: a Python start costs more than a run). ACTION
 # happens just before command AT: crash (stop dead: no rollback, the record left
 # as a killed process leaves it), kill (SIGKILL ourselves), term (SIGTERM
@@ -83,12 +82,17 @@ DRIVER = textwrap.dedent(
         out["commands"] = len(runner.commands)
         print(json.dumps(out), flush=True)
 
-    if runs[:1] == ["--fifo"]:
-        while True:
-            with open(runs[1]) as fifo:
-                line = fifo.readline()
-            if not line.strip():
-                break
+    """
+)
+# The drivers' main loop (here and in test_fastpath): the runs come from the command
+# line, or with `--serve` a line at a time on stdin until EOF. The runs' own children
+# get /dev/null as stdin, so none of them can read the next run.
+SERVE = textwrap.dedent(
+    """
+    if runs[:1] == ["--serve"]:
+        requests = os.fdopen(os.dup(0))
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        for line in requests:
             for run in line.split():
                 do(run)
     else:
@@ -96,6 +100,7 @@ DRIVER = textwrap.dedent(
             do(run)
     """
 )
+DRIVER += SERVE
 
 # A spec with everything apply handles: two bridges, a container on both,
 # files, a point-to-point link and a route over it.
@@ -147,18 +152,17 @@ def drive1(sb: Sandbox, path: Path, run: str, dialect: str = "iproute2") -> dict
 
 
 class Driver:
-    """The driver as one long-lived process in the sandbox, fed runs through a FIFO."""
+    """A driver program as one long-lived process in the sandbox, fed runs on its stdin
+    (`--serve`): a run's JSON line is read before the next is sent, and a driver that
+    died fails the test instead of blocking it."""
 
-    def __init__(self, sb: Sandbox, path: Path, fifo: Path, dialect: str = "iproute2") -> None:
-        os.mkfifo(fifo)
-        self.fifo = fifo
-        argv = [sys.executable, "-c", DRIVER, str(path), dialect, "--fifo", str(fifo)]
-        self.proc = sb.spawn(argv)
+    def __init__(self, sb: Sandbox, argv: list[str]) -> None:
+        self.proc = sb.spawn([*argv, "--serve"], stdin=subprocess.PIPE)
 
     def __call__(self, *runs: str) -> list[dict[str, Any]]:
-        with open(self.fifo, "w") as f:
-            f.write(" ".join(runs) + "\n")
-        assert self.proc.stdout is not None
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(" ".join(runs) + "\n")
+        self.proc.stdin.flush()
         out = []
         for _ in runs:
             line = self.proc.stdout.readline()
@@ -167,9 +171,14 @@ class Driver:
         return out
 
     def close(self) -> None:
-        with open(self.fifo, "w") as f:
-            f.write("\n")
-        self.proc.wait()
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        assert self.proc.wait() == 0, self.proc.stderr.read() if self.proc.stderr else ""
+
+
+def apply_driver(sb: Sandbox, path: Path, dialect: str = "iproute2") -> Driver:
+    """DRIVER (apply/destroy through a RecordingRunner) for the spec at `path`."""
+    return Driver(sb, [sys.executable, "-c", DRIVER, str(path), dialect])
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -433,7 +442,7 @@ def test_failure_at_every_command_rolls_back(sandbox: Sandbox, tmp_path: Path) -
     before = sandbox.state()
     total = len(commands(sandbox, path))
     assert total > 40
-    drive = Driver(sandbox, path, tmp_path / "fifo")
+    drive = apply_driver(sandbox, path)
     for k in range(1, total + 1):
         (res,) = drive(f"apply:{k}")
         assert res["rc"] == 1 and res["commands"] >= k, f"k={k}: {res}"
@@ -550,7 +559,7 @@ def test_apply_after_crash_at_every_command_converges(
     total = len(commands(sandbox, path, "--dialect", dialect))
     netgen(sandbox, "apply", "--dialect", dialect, str(path), check=True)
     built = sandbox.state()
-    drive = Driver(sandbox, path, tmp_path / "fifo", dialect)
+    drive = apply_driver(sandbox, path, dialect)
     for k in range(1, total + 1):
         gone, crashed, again, third = drive("destroy", f"apply:0:crash:{k}", "apply", "apply")
         assert gone["rc"] == 0, gone

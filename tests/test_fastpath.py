@@ -10,17 +10,15 @@ request, idempotency, ownership, destroy leaving nothing).
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_apply import FULL, NETGEN, SPECS, prepare, record, write
+from test_apply import FULL, NETGEN, SERVE, SPECS, prepare, record, write
+from test_apply import Driver as ApplyDriver
 
 from netgen import fastpath, lower, render, spec
 from netgen import ops as o
@@ -325,86 +323,50 @@ DRIVER = textwrap.dedent(
         out["ip_processes"] = ip_processes
         print(json.dumps(out), flush=True)
 
-    if runs[:1] == ["--fifo"]:
-        while True:
-            with open(runs[1]) as fifo:
-                line = fifo.readline()
-            if not line.strip():
-                break
-            for run in line.split():
-                do(run)
-    else:
-        for run in runs:
-            do(run)
     """
 )
+DRIVER += SERVE
 
 
-class Driver:
-    """DRIVER as one long-lived process in the sandbox, fed runs through a FIFO."""
+class Driver(ApplyDriver):
+    """DRIVER (the fast path with a faulty request) fed one run at a time."""
 
-    def __init__(self, sb: Sandbox, path: Path, fifo: Path) -> None:
-        os.mkfifo(fifo)
-        self.fifo = fifo
-        self.proc = sb.spawn(["python3", "-c", DRIVER, str(path), "--fifo", str(fifo)])
+    def __init__(self, sb: Sandbox, path: Path) -> None:
+        super().__init__(sb, ["python3", "-c", DRIVER, str(path)])
 
-    def send(self, text: str) -> None:
-        """Write to the FIFO once the driver has it open; fail (not hang) if it died."""
-        while True:
-            try:
-                fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
-                break
-            except OSError as exc:
-                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
-                    raise
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read() if self.proc.stderr else ""
-                raise AssertionError(f"driver died (exit {self.proc.returncode}): {err}")
-            time.sleep(0.01)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-
-    def __call__(self, run: str) -> dict[str, Any]:
-        self.send(run + "\n")
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line, f"driver died: {self.proc.stderr.read() if self.proc.stderr else ''}"
-        result: dict[str, Any] = json.loads(line)
+    def one(self, run: str) -> dict[str, Any]:
+        (result,) = self(run)
         return result
-
-    def close(self) -> None:
-        self.send("\n")
-        self.proc.wait()
 
 
 @kernel
 def test_failure_at_every_request_rolls_back(sandbox: Sandbox, tmp_path: Path) -> None:
     path = write(tmp_path, "full", FULL)
     before = sandbox.state()
-    drive = Driver(sandbox, path, tmp_path / "fifo")
-    built = drive("apply")
+    drive = Driver(sandbox, path)
+    built = drive.one("apply")
     assert built["rc"] == 0 and built["ip_processes"] == 0, built
     assert built["sent"] > 40  # every request of a mid-size spec, files and firewall aside
     applied = sandbox.state()
-    again = drive("apply")  # idempotent: reads the host, sends nothing
+    again = drive.one("apply")  # idempotent: reads the host, sends nothing
     assert again == {**again, "rc": 0, "commands": 0, "sent": 0, "ip_processes": 0}
-    gone = drive("destroy")
+    gone = drive.one("destroy")
     assert gone["rc"] == 0 and gone["ip_processes"] == 0 and gone["sent"] >= 4, gone
     assert sandbox.state() == before
 
     for k in range(1, built["sent"] + 1):
-        res = drive(f"apply:{k}")
+        res = drive.one(f"apply:{k}")
         assert res["rc"] == 1 and f"injected failure at request {k}" in res["error"], res
         assert "rolled back: the host is as it was before" in res["error"], f"k={k}: {res}"
         assert sandbox.state() == before, f"k={k}: state differs after rollback"
         assert record(sandbox, "full") is None
 
-    assert drive("apply")["rc"] == 0
+    assert drive.one("apply")["rc"] == 0
     for k in range(1, gone["sent"] + 1):  # destroy's failures rebuild what it removed
-        res = drive(f"destroy:{k}")
+        res = drive.one(f"destroy:{k}")
         assert res["rc"] == 1 and "rolled back" in res["error"], f"k={k}: {res}"
         assert sandbox.state() == applied, f"k={k}: destroy's rollback did not rebuild"
-    assert drive("destroy")["rc"] == 0
+    assert drive.one("destroy")["rc"] == 0
     drive.close()
     assert sandbox.state() == before
 
@@ -415,8 +377,8 @@ def test_conflict_appearing_midway_rolls_back(sandbox: Sandbox, tmp_path: Path) 
     last = [c for c in spec.load(path).containers if c.interfaces][-1]
     name = last.interfaces[-1].host_ifname
     before = sandbox.state()
-    drive = Driver(sandbox, path, tmp_path / "fifo")
-    res = drive(f"apply:0:link:2:{name}")
+    drive = Driver(sandbox, path)
+    res = drive.one(f"apply:0:link:2:{name}")
     drive.close()
     assert res["rc"] == 1, res
     assert f"ip link add name {name}" in res["error"] and "File exists" in res["error"]
