@@ -20,13 +20,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv6Address
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, TypeVar
 
 from . import check, lower, render, spec
 from . import model as m
 from .errors import UsageError
-from .sandbox import Fleet, FleetHost, Sandbox, SandboxUnavailable, mode
+from .sandbox import Closing, Fleet, FleetHost, Sandbox, SandboxUnavailable, mode
 from .trial import (
     NETGEN,
     TIMEOUT,
@@ -105,7 +104,7 @@ def start_fleet(hosts: Sequence[FleetHost], log: Log | None = None) -> Fleet:
     return fleet
 
 
-class FleetTrial:
+class FleetTrial(Closing):
     """A multi-host spec applied in simulated hosts; use :meth:`start`, close when done.
 
     Containers are named as in the spec; `run`, `ping` and `connect` start from a
@@ -267,17 +266,6 @@ class FleetTrial:
             self.destroy()
         finally:
             self.fleet.close()
-
-    def __enter__(self) -> FleetTrial:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- looking around -------------------------------------------------------------------
 

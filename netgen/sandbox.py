@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Self
 
 __all__ = [
     "NETNS_DIR",
@@ -205,6 +205,24 @@ _NFT_BASE_CHAIN_RE = re.compile(r"chain [A-Z]+ \{")
 _NFT_ACCEPT_HOOK_RE = re.compile(r"type \w+ hook \w+ priority [\w+-]+; policy accept;")
 
 
+class Closing:
+    """`with X(...) as x:` closes `x` at the end, whatever happened inside."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 class SandboxUnavailable(Exception):
     """No sandbox can be made here; the message says why (not root, no unshare, ...)."""
 
@@ -304,7 +322,7 @@ def _mount_dirs() -> list[str]:
     return dirs
 
 
-class Sandbox:
+class Sandbox(Closing):
     """Handle on one private network + mount namespace; see the module docstring."""
 
     pid: int
@@ -495,17 +513,6 @@ class Sandbox:
             if not killed:
                 return
             time.sleep(0.05)
-
-    def __enter__(self) -> Sandbox:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- running things ----------------------------------------------------------------
 
@@ -821,7 +828,7 @@ class FleetHost:
     mtu: int = 1500  # of that interface (and of its port on the underlay bridge)
 
 
-class Fleet:
+class Fleet(Closing):
     """Simulated hosts for multi-host tests: each one its own :class:`Sandbox`.
 
     Every host (``h1``, ``h2``, ...) is a sibling sandbox, so its ``/run/netns``,
@@ -945,17 +952,6 @@ class Fleet:
         for host in reversed(list(self.hosts.values())):
             host.close()
         self.underlay.close()
-
-    def __enter__(self) -> Fleet:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- addressing ----------------------------------------------------------------
 

@@ -23,13 +23,12 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 from . import check, lower, render, spec
 from . import model as m
 from .errors import UsageError
-from .sandbox import Sandbox, mode
+from .sandbox import Closing, Sandbox, mode
 from .trialreport import Report as Report  # re-exported: the plugin's users import it here
 from .trialreport import TrialError as TrialError
 from .trialreport import results_from_json as results_from_json
@@ -213,7 +212,7 @@ def start_sandbox(log: Log | None = None) -> Sandbox:
     return sb
 
 
-class Trial:
+class Trial(Closing):
     """A spec applied in a sandbox of its own; use :meth:`start`, close when done.
 
     Containers are named as in the spec; `run`, `ping` and `connect` start from a
@@ -351,17 +350,6 @@ class Trial:
             self.destroy()
         finally:
             self.sandbox.close()
-
-    def __enter__(self) -> Trial:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- looking around -----------------------------------------------------------------
 
