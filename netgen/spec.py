@@ -1562,7 +1562,7 @@ class _Resolver:
             if pool is not None:
                 pool.reserve(iface.address)
         self.reserve_gateways(pools, 4)
-        out: dict[str, list[m.Interface]] = {}
+        chosen: dict[str, list[tuple[_Iface, str, m.IPAddress]]] = {}
         for c, iface, bname in legs:
             pool = pools.get(bname)
             address: m.IPAddress | None = iface.address
@@ -1580,20 +1580,24 @@ class _Resolver:
                     )
                     continue
                 used[address] = f"given to containers.{c.name}"
-            bridge = bridges[bname]
-            self.iface_src[(c.name, len(out.get(c.name, ())))] = iface
-            out.setdefault(c.name, []).append(
+            self.iface_src[(c.name, len(chosen.get(c.name, ())))] = iface
+            chosen.setdefault(c.name, []).append((iface, bname, address))
+        names = self._host_ifnames(chosen, spec_name)
+        return {
+            cname: [
                 m.Interface(
                     bridge=bname,
                     ifname=iface.ifname,
-                    address=IPv4Interface((int(address), bridge.subnet.prefixlen)),  # no parsing
-                    host_ifname=iface.host_ifname or "",
+                    # from the integer: no parsing
+                    address=IPv4Interface((int(address), bridges[bname].subnet.prefixlen)),
+                    host_ifname=name,
                     mac=iface.mac,
                     loc=iface.loc,
                 )
-            )
-        self._derive_host_ifnames(out, spec_name)
-        return out
+                for (iface, bname, address), name in zip(rows, names[cname], strict=True)
+            ]
+            for cname, rows in chosen.items()
+        }
 
     def interfaces6(
         self,
@@ -1664,12 +1668,20 @@ class _Resolver:
                 leg, address6=IPv6Interface((int(address), bridge.subnet6.prefixlen))
             )
 
-    def _derive_host_ifnames(self, out: dict[str, list[m.Interface]], spec_name: str) -> None:
-        taken = {i.host_ifname for legs in out.values() for i in legs if i.host_ifname}
+    def _host_ifnames(
+        self, chosen: dict[str, list[tuple[_Iface, str, m.IPAddress]]], spec_name: str
+    ) -> dict[str, list[str]]:
+        """Each leg's host-side name: its own, or one derived from the spec, the container
+        and the leg, taken by nothing else. Known before the legs are built, so each is
+        built once."""
+        taken = {i.host_ifname for rows in chosen.values() for i, _, _ in rows if i.host_ifname}
         taken.update(b.name for b, _, _ in self.draft.bridges)
-        for cname, legs in out.items():
-            for k, iface in enumerate(legs):
+        names: dict[str, list[str]] = {}
+        for cname, rows in chosen.items():
+            names[cname] = out = []
+            for iface, _, _ in rows:
                 if iface.host_ifname:
+                    out.append(iface.host_ifname)
                     continue
                 salt = 0
                 while True:
@@ -1680,7 +1692,8 @@ class _Resolver:
                         break
                     salt += 1
                 taken.add(candidate)
-                legs[k] = replace(iface, host_ifname=candidate)
+                out.append(candidate)
+        return names
 
     def check_host_ifnames(
         self,
