@@ -56,19 +56,50 @@ def sections(
         from . import firewall as fw  # fw imports Cmd from here
 
         return fw.sections(op, firewall)
-    return [(op.loc, commands(op, dialect, firewall))]
+    return [(op.loc, _commands(op, _dialect(op, dialect)))]
 
 
 def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") -> list[Cmd]:
     """The commands for one op. `firewall` picks iptables or nftables for firewall ops."""
-    if dialect not in DIALECTS:
+    d = _dialect(op, dialect)
+    if isinstance(op, _FIREWALL_OPS):
+        return [cmd for _, cmds in sections(op, dialect, firewall) for cmd in cmds]
+    return _commands(op, d)
+
+
+def _dialect(op: o.Op, dialect: str) -> _Dialect:
+    d = _BY_NAME.get(dialect)
+    if d is None:
         raise DialectError(
             type(op).__name__, dialect, f"unknown dialect; use {' or '.join(DIALECTS)}"
         )
-    if isinstance(op, _FIREWALL_OPS):
-        return [cmd for _, cmds in sections(op, dialect, firewall) for cmd in cmds]
-    d = _BY_NAME[dialect]
+    return d
+
+
+def _commands(op: o.Op, d: _Dialect) -> list[Cmd]:
+    """`commands` of an op that is not a firewall op, in dialect `d`: the mapping itself.
+    The ops a setup has most of (a link up per veth end, an address, a route) come first:
+    `match` tries the cases in order."""
     match op:
+        case o.LinkUp(dev=dev, netns=netns):
+            return [d.ip(netns, "link", "set", "dev", dev, "up")]
+        case o.AddAddress(dev=dev, address=address, netns=netns) if address.version == 6:
+            # IPv6 may be off on the link (disable_ipv6 inherited from `default`): turn it on
+            key = f"net.ipv6.conf.{dev.replace('.', '/')}.disable_ipv6=0"
+            return [
+                Cmd(d.in_netns(netns, "sysctl", "-q", "-w", key)),
+                d.ip(netns, "-6", "addr", "add", str(address), "dev", dev, *nodad(op.nodad)),
+            ]
+        case o.AddAddress(dev=dev, address=address, netns=netns):
+            return [d.ip(netns, "addr", "add", str(address), "dev", dev)]
+        case o.AddRoute(netns=netns, to=to, via=via, dev=dev):
+            args = ["-6"] if op.ipv6 else []
+            args += ["route", "add", to]
+            if via is not None:
+                args += ["via", str(via)]
+            if dev is not None:
+                args += ["dev", dev]
+            return [d.ip(netns, *args)]
         case o.AddNetns(name=name, owner=owner):
             return [
                 C("ip", "netns", "add", name),
@@ -92,25 +123,6 @@ def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") ->
             if d.brctl:
                 return [Cmd(brctl("addif", bridge, dev))]
             return [C("ip", "link", "set", "dev", dev, "master", bridge)]
-        case o.LinkUp(dev=dev, netns=netns):
-            return [d.ip(netns, "link", "set", "dev", dev, "up")]
-        case o.AddAddress(dev=dev, address=address, netns=netns) if address.version == 6:
-            # IPv6 may be off on the link (disable_ipv6 inherited from `default`): turn it on
-            key = f"net.ipv6.conf.{dev.replace('.', '/')}.disable_ipv6=0"
-            return [
-                Cmd(d.in_netns(netns, "sysctl", "-q", "-w", key)),
-                d.ip(netns, "-6", "addr", "add", str(address), "dev", dev, *nodad(op.nodad)),
-            ]
-        case o.AddAddress(dev=dev, address=address, netns=netns):
-            return [d.ip(netns, "addr", "add", str(address), "dev", dev)]
-        case o.AddRoute(netns=netns, to=to, via=via, dev=dev):
-            args = ["-6"] if op.ipv6 else []
-            args += ["route", "add", to]
-            if via is not None:
-                args += ["via", str(via)]
-            if dev is not None:
-                args += ["dev", dev]
-            return [d.ip(netns, *args)]
         case o.WaitDad(dev=dev, netns=netns):
             show = d.ip(netns, "-6", "addr", "show", "dev", dev)
             return [Cmd(("sh", "-c", WAIT_DAD, "netgen-wait-dad", *show.argv))]
@@ -161,7 +173,7 @@ def commands(op: o.Op, dialect: str = "iproute2", firewall: str = "iptables") ->
             return [Cmd(("rmdir", "--ignore-fail-on-non-empty", path), guard=("test", "-d", path))]
         case o.RemoveFile(path=path):
             return [C("rm", "-f", path)]
-    raise DialectError(type(op).__name__, dialect, "no command mapping for this op")
+    raise DialectError(type(op).__name__, d.name, "no command mapping for this op")
 
 
 #: The bounded wait behind WaitDad: runs its arguments (the dialect's `ip -6 addr show
