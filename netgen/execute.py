@@ -44,6 +44,7 @@ from .errors import HostError
 #: Debian packages that provide the commands netgen runs, for the "not found" message.
 PACKAGES = {
     "ip": "iproute2",
+    "bridge": "iproute2",  # the VXLAN flood entries (bridge fdb)
     "brctl": "bridge-utils",
     "iptables": "iptables",
     "ip6tables": "iptables",

@@ -53,8 +53,6 @@ RESERVED_VARS = ("netgen_sha256", "netgen_packages")
 _ESSENTIAL = frozenset(
     {"bash", "sh", "test", "rm", "rmdir", "mkdir", "install", "grep", "cat", "flock"}
 )
-#: Commands whose package execute.PACKAGES does not name (it lists what apply runs).
-_MORE_PACKAGES = {"bridge": "iproute2"}
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,7 @@ def packages(ops: list[o.Op], dialect: str, firewall: str) -> tuple[str, ...]:
 
 
 def _package(command: str) -> str:
-    package = _MORE_PACKAGES.get(command) or PACKAGES.get(command)
+    package = PACKAGES.get(command)
     if package is None:
         raise UsageError(f"no Debian package known for the command {command!r}")
     return package
