@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from netgen import __version__, cli, lower, render, spec
+from netgen import __version__, lower, render, spec
 
 ROOT = Path(__file__).resolve().parent.parent
 WALKTHROUGH = "specs/walkthrough.yaml"
@@ -31,22 +31,10 @@ Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def netgen(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> Run:
-    """Run `netgen ARGS...` through the real entry point: (exit code, stdout, stderr)."""
-    monkeypatch.chdir(ROOT)
+def netgen(netgen: Run, tmp_path: Path) -> Run:
+    """conftest's `netgen`, with a broken spec at tmp_path/bad.yaml."""
     (tmp_path / "bad.yaml").write_text(BAD)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["netgen", *args])
-        with pytest.raises(SystemExit) as info:
-            cli.main()
-        out, err = capsys.readouterr()
-        code = info.value.code
-        return (code if isinstance(code, int) else 1), out, err
-
-    return run
+    return netgen
 
 
 def expected_script(path: str = WALKTHROUGH, **options: object) -> str:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from scriptcheck import single_host_specs
 
-from netgen import __version__, cli, golden, spec
+from netgen import __version__, golden, spec
 from netgen.errors import NetgenError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,22 +24,6 @@ SPECS = single_host_specs(ROOT / "specs")
 WALKTHROUGH = "specs/walkthrough.yaml"
 
 Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def netgen(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    """`netgen ARGS...` through the real entry point, from the repository root."""
-    monkeypatch.chdir(ROOT)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["netgen", *args])
-        with pytest.raises(SystemExit) as info:
-            cli.main()
-        out, err = capsys.readouterr()
-        code = info.value.code
-        return (code if isinstance(code, int) else 1), out, err
-
-    return run
 
 
 OPTIONS = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,27 +10,16 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from netgen import cli, graph, lower, schema, spec
+from netgen import graph, lower, schema, spec
 
 Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def netgen(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> Run:
-    """Run `netgen ARGS...` in an empty directory: (exit code, stdout, stderr)."""
+def netgen(netgen: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Run:
+    """conftest's `netgen`, run in an empty directory."""
     monkeypatch.chdir(tmp_path)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["netgen", *args])
-        with pytest.raises(SystemExit) as info:
-            cli.main()
-        out, err = capsys.readouterr()
-        code = info.value.code
-        return (code if isinstance(code, int) else 1), out, err
-
-    return run
+    return netgen
 
 
 class TestStarter:

@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from netgen import cli, golden, spec
+from netgen import golden, spec
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = "specs/multihost.yaml"
 Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def netgen(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    monkeypatch.chdir(ROOT)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["netgen", *args])
-        with pytest.raises(SystemExit) as info:
-            cli.main()
-        out, err = capsys.readouterr()
-        code = info.value.code
-        return (code if isinstance(code, int) else 1), out, err
-
-    return run
 
 
 COMMANDS = [
