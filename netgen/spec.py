@@ -1608,6 +1608,10 @@ class _Resolver:
     ) -> None:
         """IPv6 addresses of the legs on dual-stack bridges: the twin of `interfaces`,
         statics first, then the rest in declaration order."""
+        if all(b.subnet6 is None for b in bridges.values()) and all(
+            src.address6 is None for src in self.iface_src.values()
+        ):
+            return  # IPv4 only: no address to give, none to check
         legs: list[tuple[str, int, _Iface, m.Bridge]] = []
         for c in self.draft.containers:
             for k, leg in enumerate(ifaces.get(c.name, ())):
