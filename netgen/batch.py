@@ -544,7 +544,7 @@ def fast_guard(cmd: Cmd) -> Cmd:
             new = ("netgen_marked_in", netns, _alias_dev(path), mark)
         case _:
             return cmd
-    return replace(cmd, guard=new)
+    return cmd._replace(guard=new)
 
 
 def _alias_dev(path: str) -> str:

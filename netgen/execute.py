@@ -30,7 +30,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Protocol, TextIO
 
@@ -240,7 +240,7 @@ def preview(spec: m.Spec, ops: list[o.Op], *, firewall: str = "iptables") -> p.P
 
 def step_commands(step: p.Step, dialect: str = "iproute2", firewall: str = "iptables") -> list[Cmd]:
     cmds = commands(step.op, dialect, step.firewall or firewall)
-    return cmds if step.guarded else [replace(c, guard=None) for c in cmds]
+    return cmds if step.guarded else [c._replace(guard=None) for c in cmds]
 
 
 # -- the job ----------------------------------------------------------------------------
@@ -545,7 +545,7 @@ class _Job:
     def _run_quietly(self, op: o.Op) -> bool:
         ok = True
         for cmd in commands(op, self.dialect, self.firewall):
-            ok = self.runner.run(replace(cmd, guard=None)).returncode == 0 and ok
+            ok = self.runner.run(cmd._replace(guard=None)).returncode == 0 and ok
         return ok
 
     def _failure_message(self, failure: _Failed, problems: list[str]) -> str:

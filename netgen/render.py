@@ -7,6 +7,7 @@ mapping the executor runs, so a script and an apply never disagree.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import jinja2
 from . import __version__, batch
 from . import model as m
 from . import ops as o
-from .dialects import NETNS_DIR, Cmd, sections
+from .dialects import NETNS_DIR, Cmd, each_section
 
 HEREDOC_END = "NETGEN_EOF"
 
@@ -167,17 +168,16 @@ def group(ops: list[o.Op], dialect: str, firewall: str = "iptables") -> list[Gro
     """Consecutive commands from the same spec element share one comment."""
     groups: list[Group] = []
     last: m.Loc | str | None = None  # the `where` of the last group: most ops repeat it
-    for op in ops:
-        for where, cmds in sections(op, dialect, firewall):
-            if where is last:
-                groups[-1].cmds.extend(cmds)
-                continue
-            comment = where if isinstance(where, str) else _where(where)
-            if groups and groups[-1].comment == comment:
-                groups[-1].cmds.extend(cmds)
-            else:
-                groups.append(Group(comment, list(cmds)))
-            last = where
+    for where, cmds in each_section(ops, dialect, firewall):
+        if where is last:
+            groups[-1].cmds.extend(cmds)
+            continue
+        comment = where if isinstance(where, str) else _where(where)
+        if groups and groups[-1].comment == comment:
+            groups[-1].cmds.extend(cmds)
+        else:
+            groups.append(Group(comment, list(cmds)))
+        last = where
     return groups
 
 
@@ -196,8 +196,17 @@ def shell(value: str | Iterable[str]) -> str:
 _quote = cache(shlex.quote)
 
 
+# shlex.quote's own test for a word it leaves alone, with the space between words added
+_UNSAFE_LINE = re.compile(r"[^\w@%+=:,./ -]", re.ASCII).search
+
+
 def _words(argv: tuple[str, ...]) -> str:
-    """`shell` of a command's argv, whose words are already strings (no `str` of each)."""
+    """`shell` of a command's argv, whose words are already strings (no `str` of each).
+    Nearly every command is all safe words (names, addresses, marks), which shlex.quote
+    returns as they are: one look at the whole line, not a quote call per word."""
+    line = " ".join(argv)
+    if _UNSAFE_LINE(line) is None and all(argv):
+        return line
     return " ".join(map(_quote, argv))
 
 
@@ -212,6 +221,12 @@ def command(cmd: Cmd) -> str:
         end = heredoc_end(cmd.stdin)
         text += f" <<'{end}'\n{heredoc(cmd.stdin)}{end}"
     return text
+
+
+def commands(cmds: Iterable[Cmd]) -> str:
+    """`command` of each, one a line (a group's lines; a template loop per command would
+    cost more than the commands)."""
+    return "\n".join(map(command, cmds))
 
 
 def comment(value: object) -> str:
@@ -255,7 +270,12 @@ def _env() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters.update(
-        shell=shell, command=command, comment=comment, heredoc=heredoc, heredoc_end=heredoc_end
+        shell=shell,
+        command=command,
+        commands=commands,
+        comment=comment,
+        heredoc=heredoc,
+        heredoc_end=heredoc_end,
     )
     env.filters["ipbatch"] = batch.batch_line  # ip's own batch-file quoting
     return env
