@@ -19,17 +19,17 @@ parallel, so a command that depends on another namespace's (a veth created from 
 one namespace into another) goes to a later stage. Commands that share nothing may
 run in any order, which keeps a chain of point-to-point links at two stages.
 
-A stage with more than `PART` namespaces runs in parts (`parts`): part k's host
-commands are those up to the last one that part k's namespaces need, and they run in
-the background while the namespaces of part k-1 are set up. A namespace's job needs
-nothing from a later part's host commands, so the two never touch the same thing.
-Why, measured at 3,000 containers (100 to 3,000 went from 1.27x to 1.09x the time
-per container): one host `ip` for everything ran alone for 40 % of the script, the
-other CPU idle; reading its 1 MB heredoc grew the script's shell by 4 MB, which every
-later fork (one a namespace) copied; and every container's eth0 came up only after all the host's
-commands, unlike `netgen apply`, and the kernel's link-watch worker (it holds the
-lock every `ip` needs) spent 20 times as long as under apply going through links
-waiting down (perf).
+A stage with more than `PART` namespaces runs in parts (`parts`): part k's host commands
+are those up to the last one that part k's namespaces need, and they run in the
+background while the namespaces of part k-1 are set up. A namespace's job needs nothing
+from a later part's host commands, so the two never touch the same thing. Why, measured
+at 3,000 containers (the time per container at 3,000 went from 1.28x to 1.04x that at
+100): one host `ip` for everything ran alone for 40 % of the script, the other CPU idle;
+reading its 1 MB heredoc grew the script's shell by 4 MB, which every later fork (one a
+namespace) copied; and every container's eth0 came up only after all the host's
+commands, unlike `netgen apply`, and the kernel's link-watch worker (it holds the lock
+every `ip` needs) spent 20 times as long as under apply going through links waiting down
+(perf).
 
 Teardown (`teardown`): deleting a namespace removes every link in it, and the host
 end of each of its veths, in one step of the kernel's, where deleting the links one by
