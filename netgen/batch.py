@@ -389,9 +389,11 @@ def stages(ops: list[o.Op], dialect: str = "iproute2", firewall: str = "iptables
                 clock.mark(here, res, stage)
                 # Only an earlier host command can share a resource with a namespace's in
                 # the same stage: a later one goes to a later stage.
-                needs = -1 if netns is None else host.of(res)
                 if netns is None:
                     host.mark(len(steps), res)
+                    needs = -1
+                else:
+                    needs = host.of(res)
                 steps.append(_Step(len(steps), comment, cmd, netns, opts, line, stage, needs))
     last_in_netns = max((s.index for s in steps if s.netns is not None), default=-1)
     final = max((s.stage for s in steps), default=0) + 1
@@ -456,19 +458,25 @@ def _parts(steps: list[_Step]) -> list[Part]:
     none of which touches anything they touch: a job's part ends after the last host
     command sharing a resource with it."""
     host: list[_Step] = []
-    jobs: dict[str, list[_Step]] = {}
+    jobs: dict[str, Job] = {}
+    needs: dict[str, int] = {}  # per job: the last host command (by index) it needs
     for s in steps:
         if s.netns is None:
             host.append(s)
-        else:
-            jobs.setdefault(s.netns, []).append(s)
+            continue
+        job = jobs.get(s.netns)
+        if job is None:
+            job = jobs[s.netns] = Job(s.netns)
+        _append(job.items, s)
+        if s.needs > needs.get(s.netns, -1):
+            needs[s.netns] = s.needs
     at = [s.index for s in host]  # a step's index -> (bisect) how many of `host` run up to it
-    cuts: list[tuple[int, list[str]]] = []  # per part: where its host commands end, its jobs
+    cuts: list[tuple[int, list[Job]]] = []  # per part: where its host commands end, its jobs
     end = 0
-    names = list(jobs)
-    for i in range(0, len(names), PART):
-        group = names[i : i + PART]
-        end = max(end, bisect_right(at, max(s.needs for name in group for s in jobs[name])))
+    ordered = list(jobs.values())
+    for i in range(0, len(ordered), PART):
+        group = ordered[i : i + PART]
+        end = max(end, bisect_right(at, max(needs.get(job.netns, -1) for job in group)))
         while 0 < end < len(host) and host[end].comment == host[end - 1].comment:
             end += 1  # the rest of that spec line's host commands too, for the reader
         if cuts and cuts[-1][0] == end:
@@ -481,14 +489,9 @@ def _parts(steps: list[_Step]) -> list[Part]:
     out: list[Part] = []
     start = 0
     for end, group in cuts:
-        part = Part()
+        part = Part(netns=group)
         for s in host[start:end]:
             _append(part.host, s)
-        for name in group:
-            job = Job(name)
-            for s in jobs[name]:
-                _append(job.items, s)
-            part.netns.append(job)
         out.append(part)
         start = end
     return out
