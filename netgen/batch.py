@@ -516,9 +516,13 @@ class _LastTouch:
     def of(self, res: set[Resource]) -> int:
         """The last command sharing any of `res`, -1 if none did."""
         found = -1
-        for ns, dev in res:
+        for ns, dev in res:  # comparisons, not max(): this runs for every namespace command
+            whole = self.whole.get(ns, -1)
             part = self.any_device.get(ns, -1) if dev is ANY else self.device.get((ns, dev), -1)
-            found = max(found, self.whole.get(ns, -1), part)
+            if whole > found:
+                found = whole
+            if part > found:
+                found = part
         return found
 
 
