@@ -532,6 +532,123 @@ class TestStages:
         assert "# nothing to do" in batch_script(s, kind="teardown")
 
 
+# -- stages in parts ----------------------------------------------------------------------
+
+
+def many(n: int, name: str = "many") -> m.Spec:
+    """n containers on one bridge: the benchmark's shape."""
+    return loads(
+        {
+            "version": 1,
+            "name": name,
+            "bridges": {"br0": {"subnet": "10.44.0.0/16"}},
+            "containers": {f"c{i}": {} for i in range(n)},
+        }
+    )
+
+
+def shares(a: set[batch.Resource], b: set[batch.Resource]) -> bool:
+    """Whether two commands' resources overlap (as batch._Clock reads them)."""
+    return any(
+        ns == other and batch.ANY in (dev, dev2) or (ns, dev) == (other, dev2)
+        for ns, dev in a
+        for other, dev2 in b
+    )
+
+
+def resources(
+    items: list[batch.Batch | batch.Single], built: list[ops.Op], dialect: str
+) -> set[batch.Resource]:
+    """What a list of batches and commands touches, each command read as stages() reads it
+    (a command that is no batch line: as every op that writes it)."""
+    ops_of: dict[tuple[str, ...], list[ops.Op]] = {}
+    for op in built:
+        for c in dialects.commands(op, dialect):
+            ops_of.setdefault(c.argv, []).append(op)
+    out: set[batch.Resource] = set()
+    for item in items:
+        if isinstance(item, batch.Single):
+            netns = batch.split(item.cmd.argv)[0]
+            for op in ops_of[item.cmd.argv]:
+                out |= batch.touches(netns, None, op, item.cmd.argv)
+        else:
+            for line in lines_of(item):
+                out |= batch.touches(item.netns, line, built[0])
+    return out
+
+
+def check_parts(built: list[ops.Op], dialect: str) -> None:
+    """A part's jobs touch nothing that a later part's host commands touch (they may
+    run alongside), and every command is planned once, each context in plain order."""
+    stages = batch.stages(built, dialect)
+    for stage in stages:
+        for k, part in enumerate(stage.parts):
+            jobs = resources([i for job in part.netns for i in job.items], built, dialect)
+            for later in stage.parts[k + 1 :]:
+                assert not shares(jobs, resources(later.host, built, dialect))
+    plain = [c.argv for op in built for c in dialects.commands(op, dialect)]
+    ours = planned(stages, dialect)
+    assert Counter(ours) == Counter(plain)
+    for netns in {batch.split(argv)[0] for argv in plain}:
+        assert [a for a in ours if batch.split(a)[0] == netns] == [
+            a for a in plain if batch.split(a)[0] == netns
+        ]
+
+
+class TestParts:
+    def test_many_namespaces_go_in_parts_of_32(self) -> None:
+        built = lower.lower(many(70))
+        (stage,) = batch.stages(built)
+        assert [len(part.netns) for part in stage.parts] == [32, 32, 6]
+        made = set()
+        for part in stage.parts:
+            made |= {
+                line[2] for b in part.host for line in lines_of(b) if line[:2] == ("netns", "add")
+            }
+            assert {job.netns for job in part.netns} <= made  # made in this part or before
+        check_parts(built, "iproute2")
+
+    def test_a_spec_lines_host_commands_stay_in_one_part(self) -> None:
+        (stage,) = batch.stages(lower.lower(many(70)))
+        seen: dict[str, int] = {}
+        for k, part in enumerate(stage.parts):
+            for b in part.host:
+                assert isinstance(b, batch.Batch)
+                for g in b.groups:
+                    assert seen.setdefault(g.comment, k) == k, g.comment
+
+    def test_up_to_32_namespaces_are_one_part(self) -> None:
+        (stage,) = batch.stages(lower.lower(many(32)))
+        assert len(stage.parts) == 1
+        assert "part" not in batch_script(many(32)).split("set -euo pipefail")[1]
+
+    @pytest.mark.parametrize("dialect", DIALECTS)
+    @pytest.mark.parametrize("stem", STEMS)
+    def test_every_example_in_parts_of_one_namespace(
+        self, stem: str, dialect: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(batch, "PART", 1)
+        check_parts(lower.lower(spec.load(f"specs/{stem}.yaml")), dialect)
+
+    @pytest.mark.parametrize("dialect", DIALECTS)
+    def test_scripts_in_parts_pass_bash_n_and_shellcheck(
+        self, dialect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(batch, "PART", 1)
+        scripts = {stem: script_for(stem, dialect, "setup") for stem in STEMS}
+        scripts["many"] = batch_script(many(70), dialect)
+        assert all("netgen_host_wait" in text for text in scripts.values() if "part 2" in text)
+        paths = write_scripts(tmp_path, scripts)
+        bash_n(paths)
+        shellcheck(paths)
+
+    def test_a_stage_in_parts_matches_snapshot(
+        self, monkeypatch: pytest.MonkeyPatch, snapshot: SnapshotAssertion
+    ) -> None:
+        monkeypatch.setattr(batch, "PART", 2)
+        assert batch_script(many(5, "parts")) == snapshot
+
+
 # -- teardown -----------------------------------------------------------------------------
 
 
@@ -627,11 +744,19 @@ def ok(res: subprocess.CompletedProcess[str]) -> None:
 
 
 @kernel
+@pytest.mark.parametrize("part", [batch.PART, 1], ids=["parts", "parts-of-1"])
 @pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("spec_file", SPEC_FILES, ids=STEMS)
 def test_batch_reaches_the_plain_scripts_state_and_tears_down(
-    sandbox: Sandbox, tmp_path: Path, spec_file: Path, dialect: str
+    sandbox: Sandbox,
+    tmp_path: Path,
+    spec_file: Path,
+    dialect: str,
+    part: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Also with one namespace a part: every example's stages then run in parts."""
+    monkeypatch.setattr(batch, "PART", part)
     s = spec.load(spec_file.relative_to(ROOT))
     built = lower.lower(s)
     with Sandbox.start() as plain_sb:
@@ -679,6 +804,58 @@ def test_a_failing_namespace_batch_fails_the_script_once_the_running_jobs_end(
     # 3 at a time: a, b and c0 start; a ends, c1 starts; b has failed, so c0 and c1 are
     # waited for (they ran to the end) and nothing more starts.
     assert [wired(ns) for ns in ("a", "c0", "c1", "c2", "c5")] == [True, True, True, False, False]
+
+
+def host_end(s: m.Spec, netns: str) -> str:
+    """The host end of the veth into `netns`."""
+    (name,) = (
+        op.name
+        for op in lower.lower(s)
+        if isinstance(op, ops.AddVeth) and op.netns is None and op.peer_netns == netns
+    )
+    return name
+
+
+@kernel
+def test_a_failing_host_part_in_the_background_fails_the_script_once_all_ends(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch, "PART", 1)
+    s = many(4, "hostfails")
+    taken = host_end(s, "c1")  # part 2 on the host creates it: "File exists"
+    sandbox.run(["ip", "link", "add", "name", taken, "type", "veth", "peer", "name", "x"])
+    res = run(sandbox, batch_script(s), tmp_path, "setup")
+    assert res.returncode != 0
+    assert "netgen: the host's batch in the background failed (exit 1)" in res.stderr
+    state = sandbox.state()
+    assert sorted(state["namespaces"]) == ["c0", "c1"]  # part 3 never started
+    assert any(a["local"] == "10.44.0.2" for a in state["namespaces"]["c0"]["addresses"])
+
+
+@kernel
+def test_a_failing_job_waits_for_the_host_part_in_the_background(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """c0's job fails while part 2's host commands run: they still run to the end."""
+    monkeypatch.setattr(batch, "PART", 1)
+    s = loads(
+        {
+            "version": 1,
+            "name": "jobfails",
+            "bridges": {"br0": {"subnet": "10.44.0.0/24"}},
+            "containers": {
+                "c0": {"routes": [{"to": "10.60.0.0/16", "via": "10.70.0.1"}]},  # unreachable
+                "c1": {},
+                "c2": {},
+            },
+        }
+    )
+    res = run(sandbox, batch_script(s), tmp_path, "setup", NETGEN_JOBS="1")
+    assert res.returncode != 0
+    assert "netgen: the batch in netns c0 failed (exit 1)" in res.stderr
+    (link,) = json.loads(sandbox.run(["ip", "-j", "link", "show", "dev", host_end(s, "c1")]).stdout)
+    assert link["master"] == "br0" and "UP" in link["flags"]  # the last command of part 2
+    assert "c2" not in sandbox.state()["namespaces"]
 
 
 @kernel
