@@ -23,7 +23,7 @@ import typer
 
 # Only what `render` and `validate` need is imported up front: the other commands import
 # their modules (netlink, the sandbox, ...) when they run, so rendering starts sooner.
-from . import __version__, check, golden, lower, model, ops, render, spec
+from . import __version__, batch, check, golden, lower, model, ops, render, spec
 from .errors import HostError, NetgenError, SpecError, UsageError
 
 if TYPE_CHECKING:
@@ -137,8 +137,9 @@ def render_cmd(
         bool,
         typer.Option(
             "--batch",
-            help="Group the commands for speed: one `ip -batch` for the host, one per "
-            "namespace, namespaces in parallel (NETGEN_JOBS at a time).",
+            help="Group the commands for speed: `ip -batch` for the host "
+            f"({batch.PART} namespaces' worth at a time, in the background), one per namespace, "
+            "namespaces in parallel (NETGEN_JOBS at a time).",
         ),
     ] = False,
     from_spec: Annotated[

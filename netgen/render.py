@@ -137,7 +137,9 @@ def render_batch(
     intro = [
         "Run as root. Same spec, same bytes: review this file, commit it, diff it.",
         "Batch style: the commands of `netgen render` without --batch, grouped for speed",
-        "into one `ip -batch` for the host and one per namespace (run with nsenter).",
+        f"into `ip -batch` runs: the host's, for {batch.PART} namespaces at a time (each in the",
+        "background while the namespaces before it are set up), and one per namespace",
+        "(run with nsenter).",
         *preamble,
     ]
     on = f" --host {host}" if host is not None and spec.hosts else ""
