@@ -926,6 +926,15 @@ class _Reader:
         )
 
 
+def _iface_path(container: str, i: int, iface: _Iface) -> str:
+    """The key path of a container's interface: in `interfaces`, or the short form."""
+    return (
+        f"containers.{container}.interfaces[{i}]"
+        if iface.bridge is not None
+        else f"containers.{container}"
+    )
+
+
 def _at(node: Node, key: str) -> Node:
     """The value of `key` in a mapping node, to point an error at it; else the node."""
     if isinstance(node, yaml.MappingNode):
@@ -1512,22 +1521,16 @@ class _Resolver:
                 continue
             for i, iface in enumerate(c.ifaces):
                 bname = iface.bridge if iface.bridge is not None else arg
-                path = (
-                    f"containers.{c.name}.interfaces[{i}]"
-                    if iface.bridge is not None
-                    else f"containers.{c.name}"
-                )
-                if bname not in bridges:
-                    if iface.bridge is not None and bname not in self.draft.declared_bridges:
-                        self.src.error(
-                            _at(iface.node, "bridge"),
-                            join(path, "bridge"),
-                            f"no bridge named {bname!r}{_hint(bname or '', bridges)}",
-                        )
-                    continue
-                legs.append((c, iface, bname))
-                if iface.address is not None:
-                    statics.append((c, iface, path))
+                if bname in bridges:
+                    legs.append((c, iface, bname))
+                    if iface.address is not None:
+                        statics.append((c, iface, _iface_path(c.name, i, iface)))
+                elif iface.bridge is not None and bname not in self.draft.declared_bridges:
+                    self.src.error(
+                        _at(iface.node, "bridge"),
+                        join(_iface_path(c.name, i, iface), "bridge"),
+                        f"no bridge named {bname!r}{_hint(bname or '', bridges)}",
+                    )
         # statics first, so automatic addresses never take one a later container asked for
         used = self.used
         for bridge in bridges.values():
@@ -1580,8 +1583,9 @@ class _Resolver:
                     )
                     continue
                 used[address] = f"given to containers.{c.name}"
-            self.iface_src[(c.name, len(chosen.get(c.name, ())))] = iface
-            chosen.setdefault(c.name, []).append((iface, bname, address))
+            rows = chosen.setdefault(c.name, [])
+            self.iface_src[(c.name, len(rows))] = iface
+            rows.append((iface, bname, address))
         names = self._host_ifnames(chosen, spec_name)
         return {
             cname: [
