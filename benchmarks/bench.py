@@ -285,18 +285,32 @@ print(json.dumps({"rc": rc, "seconds": took, "peak_kib": peak}))
 """
 
 
+COMPILE_RUNS = 3  # rendering is deterministic work: the median of a few runs, and their range
+
+
 def compile_cost(work: Path, n: int, extra: list[str]) -> dict[str, Any]:
-    """Time and peak RSS of one `netgen render`, measured by a fresh parent process."""
+    """Time and peak RSS of `netgen render`, each run measured by a fresh parent process
+    once the CPUs are idle (the kernel may still be freeing the last sandbox's namespaces)."""
     spec = write_spec(work / f"spec-{n}.yaml", n)
     out = work / "rendered.sh"
     argv = [PYTHON, "-c", _MEASURE, str(out), PYTHON, "-m", "netgen", "render", str(spec), *extra]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True)
-    data: dict[str, Any] = json.loads(done.stdout)
-    if data["rc"] != 0 or out.stat().st_size == 0:
-        raise BenchError(f"netgen render {' '.join(extra)} of {n} containers failed")
-    data.update(containers=n, bridges=bridges_for(n), args=" ".join(["render", *extra]))
-    data["script_lines"] = sum(1 for _ in out.open())
-    return data
+    runs = []
+    for _ in range(COMPILE_RUNS):
+        quiesce()
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True)
+        run = json.loads(done.stdout)
+        if run["rc"] != 0 or out.stat().st_size == 0:
+            raise BenchError(f"netgen render {' '.join(extra)} of {n} containers failed")
+        runs.append(run)
+    return {
+        "containers": n,
+        "bridges": bridges_for(n),
+        "args": " ".join(["render", *extra]),
+        "seconds": statistics.median(r["seconds"] for r in runs),
+        "runs_s": [r["seconds"] for r in runs],
+        "peak_kib": max(r["peak_kib"] for r in runs),
+        "script_lines": sum(1 for _ in out.open()),
+    }
 
 
 # -- the machine --------------------------------------------------------------------------
@@ -530,7 +544,9 @@ def main() -> int:
     for c in compiled:
         print(
             f"netgen {c['args']}: {c['containers']} containers over {c['bridges']} bridges: "
-            f"{c['seconds']:.2f} s, peak RSS {c['peak_kib'] / 1024:.0f} MiB, "
+            f"{c['seconds']:.2f} s (median of {len(c['runs_s'])}: "
+            f"{min(c['runs_s']):.2f} to {max(c['runs_s']):.2f}), "
+            f"peak RSS {c['peak_kib'] / 1024:.0f} MiB, "
             f"{c['script_lines']} lines"
         )
     print(f"# whole run: {elapsed:.0f} s", file=sys.stderr)
