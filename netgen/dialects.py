@@ -54,11 +54,7 @@ def sections(
     Most ops are one group under their own `loc`; a firewall is one group per rule
     (iptables) or one `nft -f` transaction (nftables).
     """
-    if isinstance(op, _FIREWALL_OPS):
-        from . import firewall as fw  # fw imports Cmd from here
-
-        return fw.sections(op, firewall)
-    return [(op.loc, _commands(op, _dialect(op, dialect)))]
+    return list(each_section((op,), dialect, firewall))
 
 
 def each_section(
@@ -69,7 +65,9 @@ def each_section(
     d = _BY_NAME.get(dialect)
     for op in ops:
         if isinstance(op, _FIREWALL_OPS):
-            yield from sections(op, dialect, firewall)
+            from . import firewall as fw  # fw imports Cmd from here
+
+            yield from fw.sections(op, firewall)
         else:
             yield op.loc, _commands(op, d or _dialect(op, dialect))
 
