@@ -42,8 +42,10 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cache
+from typing import Generic, TypeVar
 
 from . import ops as o
 from .dialects import Cmd, sections
@@ -52,6 +54,7 @@ from .model import Loc
 #: A (namespace or None for the host, device or None for all of it) a command touches.
 Resource = tuple[str | None, str | None]
 ANY = None
+V = TypeVar("V")
 
 _HOST = "\0host"  # the host as a context key: never a namespace name
 
@@ -401,33 +404,54 @@ def stages(ops: list[o.Op], dialect: str = "iproute2", firewall: str = "iptables
     return _layout(steps)
 
 
-class _Clock:
-    """The latest stage, per context, that touched each resource."""
+class _ByResource(Generic[V]):
+    """A value kept per resource, and the one rule of which resources share: a device
+    with itself and with the whole of its namespace."""
 
     def __init__(self) -> None:
-        self.device: dict[Resource, dict[str, int]] = {}
-        self.whole: dict[str | None, dict[str, int]] = {}  # the whole namespace
-        self.any_device: dict[str | None, dict[str, int]] = {}  # any one device in it
+        self.device: dict[Resource, V] = {}
+        self.whole: dict[str | None, V] = {}  # the whole namespace
+        self.any_device: dict[str | None, V] = {}  # any one device in it
 
-    def earliest(self, here: str, res: set[Resource]) -> int:
-        stage = 1
+    def sharing(self, res: set[Resource]) -> Iterator[V]:
+        """The values kept for every resource that shares one of `res`."""
         for ns, dev in res:
             whole = self.whole.get(ns)
             part = self.any_device.get(ns) if dev is ANY else self.device.get((ns, dev))
-            for table in (whole, part):
-                for ctx, at in table.items() if table else ():
-                    stage = max(stage, at + _after(ctx, here))
+            if whole is not None:
+                yield whole
+            if part is not None:
+                yield part
+
+    def update(self, res: set[Resource], change: Callable[[V | None], V]) -> None:
+        """Set the value of each of `res` (and of its namespace's any-device entry) to
+        `change` of what it was."""
+        for ns, dev in res:
+            if dev is ANY:
+                self.whole[ns] = change(self.whole.get(ns))
+            else:
+                self.device[(ns, dev)] = change(self.device.get((ns, dev)))
+                self.any_device[ns] = change(self.any_device.get(ns))
+
+
+class _Clock(_ByResource[dict[str, int]]):
+    """The latest stage, per context, that touched each resource."""
+
+    def earliest(self, here: str, res: set[Resource]) -> int:
+        stage = 1
+        for table in self.sharing(res):
+            for ctx, at in table.items():
+                stage = max(stage, at + _after(ctx, here))
         return stage
 
     def mark(self, here: str, res: set[Resource], stage: int) -> None:
-        for ns, dev in res:
-            if dev is ANY:
-                tables: tuple[dict[str, int], ...] = (self.whole.setdefault(ns, {}),)
-            else:
-                tables = (self.device.setdefault((ns, dev), {}), self.any_device.setdefault(ns, {}))
-            for table in tables:
-                if table.get(here, 0) < stage:
-                    table[here] = stage
+        def later(table: dict[str, int] | None) -> dict[str, int]:
+            table = {} if table is None else table
+            if table.get(here, 0) < stage:
+                table[here] = stage
+            return table
+
+        self.update(res, later)
 
 
 def _after(earlier: str, later: str) -> int:
@@ -497,33 +521,15 @@ def _parts(steps: list[_Step]) -> list[Part]:
     return out
 
 
-class _LastTouch:
+class _LastTouch(_ByResource[int]):
     """Which command (by index) last touched each resource."""
 
-    def __init__(self) -> None:
-        self.device: dict[Resource, int] = {}
-        self.whole: dict[str | None, int] = {}  # the whole namespace
-        self.any_device: dict[str | None, int] = {}  # any one device in it
-
     def mark(self, index: int, res: set[Resource]) -> None:
-        for ns, dev in res:
-            if dev is ANY:
-                self.whole[ns] = index
-            else:
-                self.device[(ns, dev)] = index
-                self.any_device[ns] = index
+        self.update(res, lambda _: index)
 
     def of(self, res: set[Resource]) -> int:
         """The last command sharing any of `res`, -1 if none did."""
-        found = -1
-        for ns, dev in res:  # comparisons, not max(): this runs for every namespace command
-            whole = self.whole.get(ns, -1)
-            part = self.any_device.get(ns, -1) if dev is ANY else self.device.get((ns, dev), -1)
-            if whole > found:
-                found = whole
-            if part > found:
-                found = part
-        return found
+        return max(self.sharing(res), default=-1)
 
 
 def _append(items: list[Batch | Single], step: _Step) -> None:
