@@ -20,7 +20,7 @@ import pytest
 from scriptcheck import single_host_specs
 from syrupy.assertion import SnapshotAssertion
 
-from netgen import check, cli, spec
+from netgen import check, spec
 from netgen import model as m
 from netgen.check import Probe
 from netgen.errors import SpecError
@@ -495,20 +495,10 @@ class TestCli:
     """The command, with the fake prober standing in for the host."""
 
     @pytest.fixture
-    def run(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-        monkeypatch.chdir(ROOT)
+    def run(self, monkeypatch: pytest.MonkeyPatch, netgen: Any) -> Any:
         fake = FakeProber(answers={("web", "172.17.42.1", "ping"): "reply"})
         monkeypatch.setattr(check, "LiveProber", lambda: fake)
-
-        def run(*args: str) -> tuple[int, str, str]:
-            monkeypatch.setattr(sys, "argv", ["netgen", *args])
-            with pytest.raises(SystemExit) as info:
-                cli.main()
-            out, err = capsys.readouterr()
-            code = info.value.code
-            return (code if isinstance(code, int) else 1), out, err
-
-        return run
+        return netgen
 
     def test_passes(self, run: Any) -> None:
         code, out, err = run("check", "specs/walkthrough.yaml")

@@ -18,7 +18,7 @@ import pytest
 from scriptcheck import bash_n, shellcheck, single_host_specs, write_scripts
 from syrupy.assertion import SnapshotAssertion
 
-from netgen import cli, lower, migrate, ops, render, spec
+from netgen import lower, migrate, ops, render, spec
 from netgen import model as m
 from netgen import ops as o
 from netgen.errors import UsageError
@@ -202,16 +202,8 @@ class TestScript:
 
 class TestCli:
     @pytest.fixture
-    def run(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-        def run(*args: str) -> tuple[int, str, str]:
-            monkeypatch.setattr(sys, "argv", ["netgen", *args])
-            with pytest.raises(SystemExit) as info:
-                cli.main()
-            out, err = capsys.readouterr()
-            code = info.value.code
-            return (code if isinstance(code, int) else 1), out, err
-
-        return run
+    def run(self, netgen: Any) -> Any:
+        return netgen
 
     def test_renders_the_migration(self, run: Any) -> None:
         code, out, err = run("render", "--from", "tests/migrate/a.yaml", "tests/migrate/b.yaml")
